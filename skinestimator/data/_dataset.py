@@ -1,0 +1,124 @@
+"""The torch ``Dataset`` feeding the network from image arrays or from files on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skorch.dataset import Dataset as SkorchDataset
+
+from ..images import read_image
+from ._cache import ImageCache
+
+__all__ = ["ImageDataset", "make_augmentation"]
+
+
+def make_augmentation(strength: float, image_size: tuple[int, int]):
+    """Per-image training augmentation suited to skin photos, from torchvision.transforms.v2.
+
+    Lesions have no canonical orientation, so flips on both axes and rotations of any angle are
+    label-preserving; mild scale/shift and colour/brightness jitter mimic different cameras,
+    distances and lighting. ``strength`` in (0, 1] scales the geometric and colour ranges.
+
+    Parameters
+    ----------
+    strength : float
+        0 disables augmentation (returns None).
+    image_size : (height, width)
+
+    Returns
+    -------
+    transform : callable on a ``(3, H, W)`` tensor, or None
+    """
+    if strength <= 0:
+        return None
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomAffine(
+                degrees=180.0 * strength,
+                translate=(0.06 * strength, 0.06 * strength),
+                scale=(1.0 - 0.15 * strength, 1.0 + 0.2 * strength),
+                interpolation=v2.InterpolationMode.BILINEAR,
+            ),
+            v2.ColorJitter(
+                brightness=0.25 * strength,
+                contrast=0.25 * strength,
+                saturation=0.25 * strength,
+                hue=0.03 * strength,
+            ),
+        ]
+    )
+
+
+class ImageDataset(SkorchDataset):
+    """Images for the network: an in-memory array, or paths decoded lazily (and cached).
+
+    Subclasses skorch's ``Dataset`` so that skorch's scoring callbacks find ``X`` and ``y``.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, H, W, 3) or ndarray of str, shape (n,)
+        Pixels (uint8 or float32, already at ``image_size``) or image file paths.
+    y : ndarray of int, shape (n,), or None
+        Encoded class labels (None for prediction).
+    image_size : (height, width)
+        Size paths are decoded to.
+    resize : str
+        Resize policy for paths (see :func:`skinestimator.images.read_image`).
+    transform : callable or None
+        Augmentation applied to each ``(3, H, W)`` tensor.
+    sample_weight : ndarray of float, shape (n,), or None
+        When given, items are ``({"images": x, "sample_weight": w}, y)`` so the loss can weight
+        them; otherwise ``(x, y)``.
+    cache : ImageCache or None
+        Where decoded files are kept between epochs.
+    """
+
+    def __init__(
+        self,
+        images,
+        y=None,
+        *,
+        image_size,
+        resize="crop",
+        transform=None,
+        sample_weight=None,
+        cache: ImageCache | None = None,
+    ):
+        self.X = images
+        self.y = y
+        self.image_size = tuple(image_size)
+        self.resize = resize
+        self.transform = transform
+        self.sample_weight = sample_weight
+        self.cache = cache
+        self.from_paths = images.ndim == 1
+        self._len = len(images)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def load(self, index: int) -> np.ndarray:
+        """The ``(H, W, 3)`` pixels of one item, without augmentation."""
+        if not self.from_paths:
+            return self.X[index]
+        if self.cache is not None:
+            image = self.cache.get(index)
+            if image is not None:
+                return image
+        image = read_image(self.X[index], self.image_size, resize=self.resize)
+        if self.cache is not None:
+            self.cache.put(index, image)
+        return image
+
+    def __getitem__(self, index: int):
+        image = torch.from_numpy(np.ascontiguousarray(self.load(index))).permute(2, 0, 1)
+        if self.transform is not None:
+            image = self.transform(image)
+        target = self.y[index] if self.y is not None else 0
+        if self.sample_weight is None:
+            return image, target
+        return {"images": image, "sample_weight": self.sample_weight[index]}, target

@@ -1,0 +1,141 @@
+"""Decode one image file into an RGB ``uint8`` array of a fixed size.
+
+Everything that reads pixels from disk goes through :func:`read_image`, so the loader transformer,
+the streaming torch dataset, the command line and the web page share one colour and resize policy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageReadError", "read_image", "RESIZE_POLICIES"]
+
+RESIZE_POLICIES = ("crop", "pad", "stretch")
+
+# Pillow's decompression-bomb guard stays on: Image.MAX_IMAGE_PIXELS is never changed here.
+_PIL_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    SyntaxError,
+    ValueError,
+)
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, unreadable, corrupt or of an unsupported kind.
+
+    The message always names the file.
+    """
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency over white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Pillow's own conversion clips >255 to white; rescale the real range instead.
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            top = 65535.0
+        else:
+            top = float(values.max()) if values.size and values.max() > 0 else 1.0
+            if mode == "F" and top <= 1.0:
+                top = 1.0
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _resize(image: Image.Image, size: tuple[int, int] | None, policy: str) -> Image.Image:
+    if size is None:
+        return image
+    height, width = size
+    if image.size == (width, height):
+        return image
+    if policy == "crop":
+        return ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
+    if policy == "pad":
+        return ImageOps.pad(
+            image, (width, height), method=Image.Resampling.BICUBIC, color=(0, 0, 0)
+        )
+    return image.resize((width, height), resample=Image.Resampling.BICUBIC)
+
+
+def read_image(
+    path: str | os.PathLike,
+    size: Sequence[int] | None = None,
+    *,
+    resize: str = "crop",
+) -> np.ndarray:
+    """Read an image file as an RGB ``uint8`` array of shape ``(height, width, 3)``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file (any format Pillow reads: JPEG, PNG, TIFF, BMP, WebP, ...).
+    size : (height, width) or None, default=None
+        Output size. ``None`` keeps the file's own size.
+    resize : {"crop", "pad", "stretch"}, default="crop"
+        How to reach ``size`` when the aspect ratio differs: ``"crop"`` scales the image to
+        cover the target and cuts the centre (no distortion, borders lost); ``"pad"`` scales it
+        to fit inside and pads with black (nothing lost); ``"stretch"`` distorts it.
+
+    Returns
+    -------
+    image : ndarray of shape (height, width, 3), dtype uint8
+
+    Raises
+    ------
+    ImageReadError
+        If the file is missing, not an image, truncated or corrupt, or larger than Pillow's
+        decompression-bomb limit. The message names the file.
+
+    Notes
+    -----
+    The EXIF orientation tag is honoured (phone photos come out upright). Greyscale, palette,
+    CMYK and 16-bit images become RGB (16-bit values are rescaled, not clipped); transparency is
+    composited over white.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from PIL import Image
+    >>> from skinestimator.images import read_image
+    >>> path = os.path.join(tempfile.mkdtemp(), "grey.png")
+    >>> Image.fromarray(np.full((40, 60), 128, dtype=np.uint8)).save(path)
+    >>> read_image(path, size=(32, 32)).shape
+    (32, 32, 3)
+    """
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as image:
+            if size is not None and image.format == "JPEG":
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much smaller:
+                # large clinical photos then cost a fraction of a full decode.
+                image.draft("RGB", (int(size[1]), int(size[0])))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+            image = _resize(image, None if size is None else (int(size[0]), int(size[1])), resize)
+            return np.asarray(image, dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise ImageReadError(f"image file not found: {name!r}") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"expected an image file but got a directory: {name!r}") from None
+    except _PIL_ERRORS as exc:
+        raise ImageReadError(f"cannot read image {name!r}: {exc}") from exc

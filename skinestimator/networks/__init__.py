@@ -1,0 +1,13 @@
+"""Step 3 of the data's path: the networks (backbones, offline ImageNet weights)."""
+
+from ._backbones import BUILTIN_BACKBONES, build_network, lite0_imagenet_state_dict
+from ._lesion_net import LesionNet
+from ._seed_cnn import SeedCNN
+
+__all__ = [
+    "BUILTIN_BACKBONES",
+    "LesionNet",
+    "SeedCNN",
+    "build_network",
+    "lite0_imagenet_state_dict",
+]

