@@ -1,0 +1,564 @@
+"""Hyperparameter search with Optuna as a scikit-learn classifier."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import warnings
+from collections.abc import Mapping
+from copy import deepcopy
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+from optuna_integration import SkorchPruningCallback
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.metrics import check_scoring
+from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, get_tags
+
+from ._space import merge_search_space, suggest_params, to_estimator_params
+from ._split import check_group_cv, check_groups_disjoint
+
+__all__ = ["OptunaLesionSearchCV"]
+
+#: Study name used with a persistent ``storage`` when none is given, so that a
+#: second process finds and resumes the first one's study.
+DEFAULT_STUDY_NAME = "skinestimator-search"
+
+
+class _FoldPruningCallback(SkorchPruningCallback):
+    """Report a skorch net's per-epoch score to Optuna, one step range per CV fold.
+
+    ``SkorchPruningCallback`` reports epoch ``e`` as step ``e``; inside a
+    cross-validated trial every fold would reuse steps ``0, 1, ...`` and Optuna
+    ignores a step reported twice, so only the first fold could ever prune.
+    Here fold ``k`` reports step ``k * stride + e``: each fold's epoch ``e`` is
+    compared with the same fold and epoch of earlier trials. The study
+    maximizes, so a ``*loss`` monitor is reported negated.
+    """
+
+    def __init__(self, trial, monitor: str, *, fold: int = 0, stride: int = 1000) -> None:
+        super().__init__(trial, monitor)
+        # Public copies so that skorch's get_params/clone of callbacks work.
+        self.trial = trial
+        self.monitor = monitor
+        self.fold = fold
+        self.stride = stride
+
+    def on_epoch_end(self, net, **kwargs: Any) -> None:
+        history = net.history
+        if not history:
+            return
+        epoch = len(history) - 1
+        value = float(history[-1, self.monitor])
+        if self.monitor.endswith("loss"):
+            value = -value
+        self.trial.report(value, self.fold * self.stride + epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"Trial was pruned at fold {self.fold}, epoch {epoch}.")
+
+
+def _search_estimator_has(attr: str):
+    def check(self) -> bool:
+        if hasattr(self, "best_estimator_"):
+            getattr(self.best_estimator_, attr)
+            return True
+        getattr(self.estimator, attr)
+        return True
+
+    return check
+
+
+@contextlib.contextmanager
+def _optuna_verbosity(level: int):
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def _param_key(estimator, name: str) -> str | None:
+    """Name of the final step's parameter ``name`` (``"clf__name"`` in a Pipeline)."""
+    params = estimator.get_params(deep=True)
+    key = f"{estimator.steps[-1][0]}__{name}" if isinstance(estimator, Pipeline) else name
+    return key if key in params else None
+
+
+class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
+    """Cross-validated hyperparameter search driven by an Optuna study.
+
+    Each Optuna trial samples hyperparameters, fits a clone of ``estimator`` on
+    every training part of ``cv`` and scores it on the matching test part; the
+    trial's value is the mean score. While a skorch-based classifier trains,
+    its per-epoch validation score (``pruning_monitor``, measured on the
+    classifier's own inner validation split, never on the CV test part) is
+    reported to the study's pruner, which stops unpromising trials early.
+    The best hyperparameters are then refit on all data.
+
+    Unlike ``optuna_integration.OptunaSearchCV``, the search is a classifier
+    for scikit-learn (``is_classifier(search)`` is True when ``estimator`` is
+    one), so ``cross_val_score(search, X, y, cv=5)`` stratifies its folds.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A :class:`~skinestimator.SkinLesionClassifier`, a
+        :class:`~sklearn.pipeline.Pipeline` ending in one, or any scikit-learn
+        classifier (pruning then needs a ``callbacks`` parameter).
+    param_distributions : dict, default=None
+        Parameter name to an Optuna distribution (or a list of choices). With
+        ``default_space=True`` the entries override or extend
+        :func:`default_search_space`; an entry set to ``None`` removes a default
+        one. Pipeline parameters use ``step__name``.
+    default_space : bool, default=True
+        Whether to start from :func:`default_search_space` (learning rate,
+        weight decay, batch size, augmentation, fine-tuned depth, image size).
+    n_trials : int or None, default=10
+        Number of trials to run in this call to ``fit``; a resumed study keeps
+        its earlier trials and adds these. ``None`` runs until ``timeout``.
+    timeout : float or None, default=None
+        Stop starting new trials after this many seconds.
+    cv : int, cross-validation generator or iterable, default=3
+        Cross-validation inside each trial. An integer gives
+        ``StratifiedKFold``, or ``StratifiedGroupKFold`` when ``groups`` are
+        passed to ``fit``.
+    scoring : str or callable, default="balanced_accuracy"
+        Scorer for the CV test parts (higher is better); also used by ``score``.
+    refit : bool, default=True
+        Refit the best hyperparameters on all of ``X`` as ``best_estimator_``.
+    storage : None, str or optuna.storages.BaseStorage, default=None
+        Where the study lives. ``None`` keeps it in memory. A database URL such
+        as ``"sqlite:///search.db"`` or ``"postgresql://user@host/db"`` persists
+        it: a later ``fit`` (in any process, on any machine that reaches the
+        database) with the same ``study_name`` resumes it. A plain file path is
+        taken as a SQLite file.
+    study_name : str or None, default=None
+        Name of the study in ``storage``; ``None`` means
+        ``"skinestimator-search"`` for persistent storage.
+    sampler : optuna.samplers.BaseSampler or None, default=None
+        ``None`` uses ``TPESampler(seed=random_state)``.
+    pruner : optuna.pruners.BasePruner or None, default=None
+        ``None`` uses ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``;
+        pass ``optuna.pruners.NopPruner()`` to never prune.
+    pruning_monitor : str, default="valid_bacc"
+        Column of the net's history reported each epoch. Names ending in
+        ``loss`` are negated because the study maximizes.
+    n_jobs : int, default=1
+        Number of trials run at the same time (threads of one process; use
+        several processes or machines on one ``storage`` to scale further).
+    verbose : int, default=0
+        ``0`` is silent, ``1`` shows a progress bar over trials, ``2`` also
+        logs each finished trial.
+    random_state : int or None, default=None
+        Seeds the default sampler.
+
+    Attributes
+    ----------
+    study_ : optuna.study.Study
+        The study, with the trials of this and of earlier runs.
+    best_trial_ : optuna.trial.FrozenTrial
+        The best completed trial.
+    best_params_ : dict
+        Hyperparameters of the best trial, ready for ``set_params`` (square
+        ``image_size`` ints become ``(size, size)``).
+    best_score_ : float
+        Mean cross-validated score of the best trial.
+    best_index_ : int
+        Row of the best trial in ``cv_results_``.
+    best_estimator_ : estimator
+        ``estimator`` refit on all data with ``best_params_`` (``refit=True``).
+    cv_results_ : dict of numpy arrays
+        One row per finished trial (also those of earlier runs): ``number``,
+        ``state`` (``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``), ``worker``,
+        ``params``, ``param_<name>``, ``split<k>_test_score``,
+        ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
+        ``mean_fit_time``, ``std_fit_time``, ``mean_score_time`` and
+        ``duration``. Load it with ``pandas.DataFrame(search.cv_results_)``.
+    search_space_ : dict
+        The distributions sampled from.
+    scorer_ : callable
+        The scorer used.
+    n_splits_ : int
+        Number of CV folds in this run.
+    n_trials_ : int
+        Number of finished trials in the study.
+    refit_time_ : float
+        Seconds spent refitting the best estimator.
+    classes_ : ndarray
+        Class labels of ``best_estimator_``.
+
+    See Also
+    --------
+    skinestimator.model_selection.default_search_space : The default space.
+    optuna_integration.OptunaSearchCV : Optuna's generic search, pruning only
+        through ``partial_fit``.
+
+    Examples
+    --------
+    >>> from optuna.distributions import FloatDistribution
+    >>> from sklearn.base import is_classifier
+    >>> from skinestimator import SkinLesionClassifier, make_synthetic_lesions
+    >>> from skinestimator.model_selection import OptunaLesionSearchCV
+    >>> X, y = make_synthetic_lesions(n_samples=60, image_size=(32, 32), n_classes=3,
+    ...                               random_state=0)
+    >>> clf = SkinLesionClassifier(backbone="seed_cnn", image_size=(32, 32), max_epochs=2,
+    ...                            random_state=0)
+    >>> search = OptunaLesionSearchCV(
+    ...     clf, {"lr": FloatDistribution(1e-3, 1e-2, log=True)}, default_space=False,
+    ...     n_trials=2, cv=2, random_state=0).fit(X, y)
+    >>> is_classifier(search)
+    True
+    >>> sorted(search.best_params_)
+    ['lr']
+    >>> len(search.cv_results_["mean_test_score"])
+    2
+    """
+
+    def __init__(
+        self,
+        estimator,
+        param_distributions: Mapping[str, Any] | None = None,
+        *,
+        default_space: bool = True,
+        n_trials: int | None = 10,
+        timeout: float | None = None,
+        cv=3,
+        scoring="balanced_accuracy",
+        refit: bool = True,
+        storage: str | BaseStorage | None = None,
+        study_name: str | None = None,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        pruner: optuna.pruners.BasePruner | None = None,
+        pruning_monitor: str = "valid_bacc",
+        n_jobs: int = 1,
+        verbose: int = 0,
+        random_state: int | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.param_distributions = param_distributions
+        self.default_space = default_space
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.cv = cv
+        self.scoring = scoring
+        self.refit = refit
+        self.storage = storage
+        self.study_name = study_name
+        self.sampler = sampler
+        self.pruner = pruner
+        self.pruning_monitor = pruning_monitor
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        # Same delegation as scikit-learn's BaseSearchCV: the search is whatever
+        # kind of estimator it tunes, so CV around it stratifies for classifiers.
+        tags = super().__sklearn_tags__()
+        sub = get_tags(self.estimator)
+        tags.estimator_type = sub.estimator_type
+        tags.classifier_tags = deepcopy(sub.classifier_tags)
+        tags.regressor_tags = deepcopy(sub.regressor_tags)
+        tags.input_tags = deepcopy(sub.input_tags)
+        tags.target_tags.required = True
+        return tags
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("Set n_trials or timeout, or the search never ends.")
+        if self.n_trials is not None and (
+            not isinstance(self.n_trials, Integral) or self.n_trials < 1
+        ):
+            raise ValueError(f"n_trials must be a positive integer or None, got {self.n_trials!r}.")
+        if self.timeout is not None and (not isinstance(self.timeout, Real) or self.timeout <= 0):
+            raise ValueError(f"timeout must be a positive number or None, got {self.timeout!r}.")
+        if not isinstance(self.n_jobs, Integral) or self.n_jobs == 0 or self.n_jobs < -1:
+            raise ValueError(f"n_jobs must be a positive integer or -1, got {self.n_jobs!r}.")
+        if not isinstance(self.verbose, Integral) or self.verbose < 0:
+            raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}.")
+        if not isinstance(self.pruning_monitor, str):
+            raise TypeError(f"pruning_monitor must be a str, got {self.pruning_monitor!r}.")
+        if self.storage is not None and not isinstance(self.storage, str | BaseStorage):
+            raise TypeError(
+                "storage must be None, a database URL, a SQLite file path or an optuna "
+                f"storage, got {type(self.storage).__name__}."
+            )
+
+    def _storage(self):
+        storage = self.storage
+        if isinstance(storage, str) and "://" not in storage:
+            storage = f"sqlite:///{os.path.abspath(storage)}"
+        return storage
+
+    def _create_study(self) -> optuna.study.Study:
+        sampler = self.sampler
+        if sampler is None:
+            sampler = optuna.samplers.TPESampler(seed=self.random_state)
+        pruner = self.pruner
+        if pruner is None:
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        storage = self._storage()
+        study_name = self.study_name
+        if study_name is None and storage is not None:
+            study_name = DEFAULT_STUDY_NAME
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise ValueError(
+                f"Study {study.study_name!r} in this storage minimizes; the search maximizes "
+                "its score. Use another study_name."
+            )
+        return study
+
+    def _pruning_key(self) -> str | None:
+        """The estimator's ``callbacks`` parameter, or None when pruning is off."""
+        if isinstance(self.pruner, optuna.pruners.NopPruner):
+            return None
+        key = _param_key(self.estimator, "callbacks")
+        if key is None:
+            return None
+        fraction_key = _param_key(self.estimator, "validation_fraction")
+        if (
+            self.pruning_monitor.startswith("valid")
+            and fraction_key is not None
+            and not self.estimator.get_params(deep=True)[fraction_key]
+        ):
+            raise ValueError(
+                f"Pruning on {self.pruning_monitor!r} needs the classifier's inner validation "
+                f"split, but {fraction_key} is falsy. Set it (e.g. 0.2), pass "
+                "pruner=optuna.pruners.NopPruner(), or a training monitor such as 'train_loss'."
+            )
+        return key
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y, groups=None) -> OptunaLesionSearchCV:
+        """Run ``n_trials`` trials (or until ``timeout``) and refit the best.
+
+        Parameters
+        ----------
+        X : array-like of images or of image paths
+            Anything ``estimator.fit`` accepts.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels (e.g. ``lesion_id``): no group is split between the
+            training and test part of a fold.
+
+        Returns
+        -------
+        self : OptunaLesionSearchCV
+            Fitted search.
+        """
+        self._check_params()
+        X, y, groups = indexable(X, y, groups)
+        space = merge_search_space(self.estimator, self.param_distributions, self.default_space)
+        scorer = check_scoring(self.estimator, scoring=self.scoring)
+        cv = check_group_cv(self.cv, y, groups, classifier=is_classifier(self.estimator))
+        splits = list(cv.split(X, y, groups))
+        check_groups_disjoint(splits, groups)
+        pruning_key = self._pruning_key()
+        epochs_key = _param_key(self.estimator, "max_epochs")
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+
+        def objective(trial: optuna.trial.Trial) -> float:
+            params = to_estimator_params(suggest_params(trial, space))
+            trial.set_user_attr("worker", worker)
+            scores, fit_times, score_times = [], [], []
+            for fold, (train, test) in enumerate(splits):
+                est = clone(self.estimator).set_params(**params)
+                if pruning_key is not None:
+                    stride = int(est.get_params()[epochs_key]) if epochs_key else 1000
+                    existing = list(est.get_params()[pruning_key] or [])
+                    cb = _FoldPruningCallback(trial, self.pruning_monitor, fold=fold, stride=stride)
+                    est.set_params(**{pruning_key: [*existing, ("optuna_pruning", cb)]})
+                start = time.perf_counter()
+                est.fit(_safe_indexing(X, train), _safe_indexing(y, train))
+                fit_times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                scores.append(float(scorer(est, _safe_indexing(X, test), _safe_indexing(y, test))))
+                score_times.append(time.perf_counter() - start)
+                # Stored per fold so that a resumed study still has full rows.
+                trial.set_user_attr("split_test_scores", scores)
+                trial.set_user_attr("fit_times", fit_times)
+                trial.set_user_attr("score_times", score_times)
+            return float(np.mean(scores))
+
+        level = optuna.logging.INFO if self.verbose >= 2 else optuna.logging.WARNING
+        with _optuna_verbosity(level):
+            study = self._create_study()
+            study.optimize(
+                objective,
+                n_trials=self.n_trials,
+                timeout=self.timeout,
+                n_jobs=self.n_jobs,
+                show_progress_bar=self.verbose > 0,
+                gc_after_trial=True,
+            )
+
+        self.study_ = study
+        self.search_space_ = space
+        self.scorer_ = scorer
+        self.n_splits_ = len(splits)
+        self.cv_results_ = self._make_cv_results(study)
+        self.n_trials_ = len(self.cv_results_["number"])
+        completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        if not completed:
+            raise RuntimeError(
+                "No trial completed (all were pruned or failed); see search.study_.trials. "
+                "Try more trials or a more patient pruner."
+            )
+        self.best_trial_ = study.best_trial
+        self.best_params_ = to_estimator_params(self.best_trial_.params)
+        self.best_score_ = float(self.best_trial_.value)
+        self.best_index_ = int(
+            np.flatnonzero(self.cv_results_["number"] == self.best_trial_.number)[0]
+        )
+        if self.refit:
+            start = time.perf_counter()
+            self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_)
+            self.best_estimator_.fit(X, y)
+            self.refit_time_ = time.perf_counter() - start
+        return self
+
+    @staticmethod
+    def _make_cv_results(study: optuna.study.Study) -> dict[str, np.ndarray]:
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        trials = [t for t in study.trials if t.state in finished]
+        n_splits = max((len(t.user_attrs.get("split_test_scores", [])) for t in trials), default=0)
+        results: dict[str, Any] = {
+            "number": np.array([t.number for t in trials], dtype=int),
+            "state": np.array([t.state.name for t in trials], dtype=object),
+            "worker": np.array([t.user_attrs.get("worker", "") for t in trials], dtype=object),
+            "params": [to_estimator_params(t.params) for t in trials],
+        }
+        names = sorted({name for t in trials for name in t.params})
+        for name in names:
+            results[f"param_{name}"] = np.array(
+                [t.params.get(name, np.nan) for t in trials], dtype=object
+            )
+        # Pruned trials have no test score: NaN, so they rank last.
+        scores = np.full((len(trials), n_splits), np.nan)
+        for i, t in enumerate(trials):
+            if t.state == TrialState.COMPLETE:
+                split = t.user_attrs.get("split_test_scores", [])
+                scores[i, : len(split)] = split
+        for k in range(n_splits):
+            results[f"split{k}_test_score"] = scores[:, k]
+        values = np.array(
+            [t.value if t.state == TrialState.COMPLETE else np.nan for t in trials], dtype=float
+        )
+        results["mean_test_score"] = values
+        with warnings.catch_warnings():
+            # All-NaN rows (pruned trials) warn in nanstd; NaN is the right answer.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = np.nanstd(scores, axis=1) if n_splits else np.full(len(trials), np.nan)
+        results["std_test_score"] = std
+        order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
+        rank = np.empty(len(trials), dtype=int)
+        rank[order] = np.arange(1, len(trials) + 1)
+        results["rank_test_score"] = rank
+
+        def stat(key: str, fn) -> np.ndarray:
+            return np.array(
+                [fn(t.user_attrs[key]) if t.user_attrs.get(key) else np.nan for t in trials]
+            )
+
+        results["mean_fit_time"] = stat("fit_times", np.mean)
+        results["std_fit_time"] = stat("fit_times", np.std)
+        results["mean_score_time"] = stat("score_times", np.mean)
+        results["duration"] = np.array(
+            [t.duration.total_seconds() if t.duration is not None else np.nan for t in trials]
+        )
+        return results
+
+    # --------------------------------------------------------------- delegation
+    def _check_refit(self, attr: str) -> None:
+        check_is_fitted(self, "study_")
+        if not self.refit:
+            raise AttributeError(
+                f"{attr} is available only with refit=True; refit by hand with best_params_."
+            )
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Class labels of the refit best estimator."""
+        self._check_refit("classes_")
+        return self.best_estimator_.classes_
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of features seen by the best estimator (2-D array input only)."""
+        try:
+            self._check_refit("n_features_in_")
+        except Exception as exc:
+            raise AttributeError(str(exc)) from exc
+        return self.best_estimator_.n_features_in_
+
+    @available_if(_search_estimator_has("predict"))
+    def predict(self, X) -> np.ndarray:
+        """Predict class labels with ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : array-like of images or image paths
+            Input accepted by the estimator.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted labels.
+        """
+        self._check_refit("predict")
+        return self.best_estimator_.predict(X)
+
+    @available_if(_search_estimator_has("predict_proba"))
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities from ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : array-like of images or image paths
+            Input accepted by the estimator.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``.
+        """
+        self._check_refit("predict_proba")
+        return self.best_estimator_.predict_proba(X)
+
+    def score(self, X, y) -> float:
+        """Score ``best_estimator_`` on ``(X, y)`` with ``scoring``.
+
+        Parameters
+        ----------
+        X : array-like of images or image paths
+            Input accepted by the estimator.
+        y : array-like of shape (n_samples,)
+            True labels.
+
+        Returns
+        -------
+        score : float
+            The scorer's value (balanced accuracy by default).
+        """
+        self._check_refit("score")
+        return float(self.scorer_(self.best_estimator_, X, y))

@@ -1,0 +1,193 @@
+"""The default Optuna search space over a ``SkinLesionClassifier``'s hyperparameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from sklearn.pipeline import Pipeline
+
+__all__ = ["default_search_space", "suggest_params", "to_estimator_params"]
+
+
+def _classifier_prefix(estimator) -> str:
+    """Return ``"<step>__"`` for a Pipeline ending in the classifier, else ``""``."""
+    if isinstance(estimator, Pipeline):
+        name, _ = estimator.steps[-1]
+        return f"{name}__"
+    return ""
+
+
+def _final_estimator(estimator):
+    return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+
+
+def _image_size_choices(image_size) -> list[int]:
+    """Square edge lengths around the classifier's own size, cheapest first.
+
+    Smaller images train quadratically faster, so the space mostly asks whether a
+    smaller input is good enough; one larger size checks whether detail is lost.
+    """
+    if image_size is None:
+        return [128, 160, 224]
+    edge = int(max(image_size)) if isinstance(image_size, Sequence) else int(image_size)
+    # Multiples of 8 keep the stride-2 stages of CNN backbones aligned.
+    sizes = {max(16, int(round(edge * f / 8)) * 8) for f in (0.75, 1.0, 1.25)}
+    return sorted(sizes)
+
+
+def default_search_space(estimator) -> dict[str, BaseDistribution]:
+    """Return the default Optuna search space for a skin-lesion classifier.
+
+    The space covers the hyperparameters that matter most when fine-tuning a
+    CNN on a few thousand dermoscopy images: learning rate and weight decay
+    (log-uniform), batch size, augmentation strength, how much of the backbone
+    is trained, and the (square) input size around the classifier's own.
+    For a :class:`~sklearn.pipeline.Pipeline` the names are prefixed with the
+    last step's name (``"clf__lr"``).
+
+    Parameters
+    ----------
+    estimator : SkinLesionClassifier or Pipeline
+        The estimator to tune; its ``get_params()`` decides which entries apply.
+
+    Returns
+    -------
+    space : dict of str to optuna.distributions.BaseDistribution
+        Parameter name to distribution; copy and edit it to override or extend.
+
+    Examples
+    --------
+    >>> from skinestimator import SkinLesionClassifier
+    >>> from skinestimator.model_selection import default_search_space
+    >>> space = default_search_space(SkinLesionClassifier(image_size=(32, 32)))
+    >>> sorted(space)
+    ['augment', 'batch_size', 'finetune', 'image_size', 'lr', 'weight_decay']
+    >>> space["image_size"].choices
+    (24, 32, 40)
+    """
+    prefix = _classifier_prefix(estimator)
+    params = _final_estimator(estimator).get_params(deep=False)
+    candidates: dict[str, BaseDistribution] = {
+        "lr": FloatDistribution(1e-4, 3e-2, log=True),
+        "weight_decay": FloatDistribution(1e-6, 1e-1, log=True),
+        "batch_size": CategoricalDistribution([16, 32, 64]),
+        "augment": FloatDistribution(0.0, 1.0),
+        # "head" trains only the classifier head, an int the last n backbone blocks.
+        "finetune": CategoricalDistribution(["head", 1, 2, "all"]),
+        "image_size": CategoricalDistribution(_image_size_choices(params.get("image_size"))),
+    }
+    return {prefix + name: dist for name, dist in candidates.items() if name in params}
+
+
+def _as_distribution(name: str, value: Any) -> BaseDistribution:
+    if isinstance(value, BaseDistribution):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        # A plain list of choices, as scikit-learn's searches accept.
+        return CategoricalDistribution(list(value))
+    raise TypeError(
+        f"param_distributions[{name!r}] must be an optuna distribution or a list of choices, "
+        f"got {value!r}."
+    )
+
+
+def merge_search_space(
+    estimator, param_distributions: Mapping[str, Any] | None, default_space: bool
+) -> dict[str, BaseDistribution]:
+    """Default space (optional) updated with the user's entries; ``None`` removes one."""
+    space = default_search_space(estimator) if default_space else {}
+    for name, value in (param_distributions or {}).items():
+        if value is None:
+            space.pop(name, None)
+        else:
+            space[name] = _as_distribution(name, value)
+    valid = estimator.get_params(deep=True)
+    unknown = sorted(set(space) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"Invalid parameter(s) {unknown} for estimator {type(estimator).__name__}; "
+            f"valid parameters are {sorted(valid)}."
+        )
+    if not space:
+        raise ValueError("The search space is empty: pass param_distributions.")
+    return space
+
+
+def suggest_params(trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+    """Ask ``trial`` for one value per distribution through Optuna's public API.
+
+    Parameters
+    ----------
+    trial : optuna.trial.Trial
+        The running trial.
+    space : dict of str to optuna.distributions.BaseDistribution
+        The search space.
+
+    Returns
+    -------
+    params : dict
+        One sampled value per parameter name.
+
+    Examples
+    --------
+    >>> import optuna
+    >>> from optuna.distributions import FloatDistribution
+    >>> from skinestimator.model_selection import suggest_params
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    >>> trial = study.ask()
+    >>> params = suggest_params(trial, {"lr": FloatDistribution(1e-4, 1e-2, log=True)})
+    >>> 1e-4 <= params["lr"] <= 1e-2
+    True
+    """
+    params = {}
+    for name, dist in space.items():
+        if isinstance(dist, FloatDistribution):
+            params[name] = trial.suggest_float(
+                name, dist.low, dist.high, log=dist.log, step=dist.step
+            )
+        elif isinstance(dist, IntDistribution):
+            params[name] = trial.suggest_int(
+                name, dist.low, dist.high, log=dist.log, step=dist.step
+            )
+        elif isinstance(dist, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, dist.choices)
+        else:
+            raise TypeError(f"Unsupported distribution for {name!r}: {dist!r}")
+    return params
+
+
+def to_estimator_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn sampled values into ``set_params`` values.
+
+    Optuna's categorical choices must be scalars, so the space holds square
+    image sizes as ints; the classifier takes ``image_size=(height, width)``.
+
+    Parameters
+    ----------
+    params : dict
+        Sampled parameter values.
+
+    Returns
+    -------
+    params : dict
+        The same values, ``*image_size`` ints as ``(size, size)``.
+
+    Examples
+    --------
+    >>> from skinestimator.model_selection import to_estimator_params
+    >>> to_estimator_params({"clf__image_size": 64, "clf__lr": 0.01})
+    {'clf__image_size': (64, 64), 'clf__lr': 0.01}
+    """
+    out = dict(params)
+    for name, value in params.items():
+        if name.rsplit("__", 1)[-1] == "image_size" and isinstance(value, int):
+            out[name] = (value, value)
+    return out

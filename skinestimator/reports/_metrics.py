@@ -1,0 +1,255 @@
+"""Classification metrics computed from predicted probabilities."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+__all__ = [
+    "classification_metrics",
+    "expected_calibration_error",
+    "per_class_metrics",
+    "reliability_curve",
+]
+
+
+def _check_proba(y_true, y_proba, classes):
+    y_true = np.asarray(y_true)
+    y_proba = np.asarray(y_proba, dtype=float)
+    if classes is None:
+        classes = np.unique(y_true)
+    classes = np.asarray(classes)
+    if y_proba.ndim != 2 or y_proba.shape != (len(y_true), len(classes)):
+        raise ValueError(
+            f"y_proba must have shape (n_samples, n_classes) = ({len(y_true)}, {len(classes)}), "
+            f"got {y_proba.shape}."
+        )
+    unknown = np.setdiff1d(y_true, classes)
+    if unknown.size:
+        raise ValueError(f"y_true holds labels missing from classes: {unknown.tolist()}.")
+    return y_true, y_proba, classes
+
+
+def reliability_curve(y_true, y_proba, *, classes=None, n_bins: int = 10):
+    """Top-label reliability curve: accuracy against confidence, per confidence bin.
+
+    The confidence of a prediction is its largest class probability; a
+    calibrated classifier is right in 80 % of the cases it is 80 % sure about.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_proba : array-like of shape (n_samples, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : array-like of shape (n_classes,), default=None
+        Column labels of ``y_proba``; default ``np.unique(y_true)``.
+    n_bins : int, default=10
+        Number of equal-width confidence bins on ``[0, 1]``.
+
+    Returns
+    -------
+    confidence : ndarray of shape (n_bins,)
+        Mean confidence in each bin (NaN for empty bins).
+    accuracy : ndarray of shape (n_bins,)
+        Fraction of correct predictions in each bin (NaN for empty bins).
+    counts : ndarray of shape (n_bins,)
+        Number of predictions in each bin.
+    bin_edges : ndarray of shape (n_bins + 1,)
+        Bin edges.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.reports import reliability_curve
+    >>> proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    >>> conf, acc, counts, edges = reliability_curve(["a", "b", "b", "b"], proba, n_bins=2)
+    >>> counts
+    array([0, 4])
+    >>> acc[1]
+    np.float64(0.75)
+    """
+    y_true, y_proba, classes = _check_proba(y_true, y_proba, classes)
+    confidence = y_proba.max(axis=1)
+    correct = classes[y_proba.argmax(axis=1)] == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Right-closed bins so that a confidence of exactly 1.0 lands in the last one.
+    idx = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    counts = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=confidence, minlength=n_bins) / counts
+        accuracy = np.bincount(idx, weights=correct, minlength=n_bins) / counts
+    return mean_conf, accuracy, counts, edges
+
+
+def expected_calibration_error(y_true, y_proba, *, classes=None, n_bins: int = 10) -> float:
+    """Top-label expected calibration error (ECE).
+
+    The gap between accuracy and confidence in each bin of
+    :func:`reliability_curve`, averaged with the bins' sample counts as
+    weights (Guo et al., 2017). 0 is perfectly calibrated.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_proba : array-like of shape (n_samples, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : array-like of shape (n_classes,), default=None
+        Column labels of ``y_proba``; default ``np.unique(y_true)``.
+    n_bins : int, default=10
+        Number of equal-width confidence bins.
+
+    Returns
+    -------
+    ece : float
+        Expected calibration error in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.reports import expected_calibration_error
+    >>> proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
+    >>> round(expected_calibration_error(["a", "a", "b", "a"], proba), 3)  # 90 % sure, 75 % right
+    0.15
+    """
+    mean_conf, accuracy, counts, _ = reliability_curve(
+        y_true, y_proba, classes=classes, n_bins=n_bins
+    )
+    return _ece_from_curve(mean_conf, accuracy, counts)
+
+
+def _ece_from_curve(mean_conf, accuracy, counts) -> float:
+    filled = counts > 0
+    gaps = np.abs(accuracy[filled] - mean_conf[filled])
+    return float(np.sum(counts[filled] * gaps) / counts.sum())
+
+
+def _roc_auc_per_class(y_true, y_proba, classes) -> np.ndarray:
+    """One-vs-rest AUC per class; NaN where the class or its rest is absent."""
+    aucs = np.full(len(classes), np.nan)
+    for i, c in enumerate(classes):
+        positive = y_true == c
+        if 0 < positive.sum() < len(y_true):
+            aucs[i] = roc_auc_score(positive, y_proba[:, i])
+    return aucs
+
+
+def classification_metrics(
+    y_true, y_proba, *, classes=None, top_k: int = 2, n_bins: int = 10
+) -> dict[str, float]:
+    """Scalar metrics of a probabilistic classifier on one set of predictions.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_proba : array-like of shape (n_samples, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : array-like of shape (n_classes,), default=None
+        Column labels of ``y_proba``; default ``np.unique(y_true)``.
+    top_k : int, default=2
+        ``k`` of the top-k accuracy (NaN when there are at most ``k`` classes).
+    n_bins : int, default=10
+        Confidence bins of the expected calibration error.
+
+    Returns
+    -------
+    metrics : dict of str to float
+        ``n_samples``, ``accuracy``, ``balanced_accuracy``, ``f1_macro``,
+        ``f1_weighted``, ``roc_auc_ovr_macro`` (mean one-vs-rest AUC over the
+        classes present), ``top_<k>_accuracy``, ``log_loss`` and ``ece``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.reports import classification_metrics
+    >>> proba = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+    >>> m = classification_metrics(["a", "b", "c", "b"], proba, classes=["a", "b", "c"])
+    >>> m["accuracy"], m["top_2_accuracy"]
+    (0.75, 1.0)
+    """
+    y_true, y_proba, classes = _check_proba(y_true, y_proba, classes)
+    y_pred = classes[y_proba.argmax(axis=1)]
+    with warnings.catch_warnings():
+        # Classes missing from a small fold or subgroup make some scores
+        # ill-defined; they are reported as computed (0 or NaN), not as noise.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        metrics = {
+            "n_samples": float(len(y_true)),
+            "accuracy": accuracy_score(y_true, y_pred),
+            "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+            "f1_macro": f1_score(y_true, y_pred, average="macro", zero_division=0),
+            "f1_weighted": f1_score(y_true, y_pred, average="weighted", zero_division=0),
+        }
+        aucs = _roc_auc_per_class(y_true, y_proba, classes)
+        metrics["roc_auc_ovr_macro"] = (
+            float(np.nanmean(aucs)) if np.isfinite(aucs).any() else np.nan
+        )
+        metrics[f"top_{top_k}_accuracy"] = (
+            top_k_accuracy_score(y_true, y_proba, k=top_k, labels=classes)
+            if len(classes) > top_k
+            else np.nan
+        )
+        clipped = np.clip(y_proba, 1e-15, 1.0)
+        metrics["log_loss"] = log_loss(
+            y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes
+        )
+    metrics["ece"] = expected_calibration_error(y_true, y_proba, classes=classes, n_bins=n_bins)
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def per_class_metrics(y_true, y_proba, *, classes=None) -> pd.DataFrame:
+    """Precision, recall (sensitivity), F1, one-vs-rest AUC and support per class.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_proba : array-like of shape (n_samples, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : array-like of shape (n_classes,), default=None
+        Column labels of ``y_proba``; default ``np.unique(y_true)``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per class, columns ``precision``, ``recall``, ``f1``,
+        ``roc_auc_ovr`` and ``support``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.reports import per_class_metrics
+    >>> proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    >>> per_class_metrics(["a", "b", "b"], proba)["recall"].tolist()
+    [1.0, 0.5]
+    """
+    y_true, y_proba, classes = _check_proba(y_true, y_proba, classes)
+    y_pred = classes[y_proba.argmax(axis=1)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    return pd.DataFrame(
+        {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "roc_auc_ovr": _roc_auc_per_class(y_true, y_proba, classes),
+            "support": support.astype(int),
+        },
+        index=pd.Index([str(c) for c in classes], name="class"),
+    )

@@ -1,0 +1,584 @@
+"""Cross-validated evaluation reports: metrics, subgroups, plots; text, Markdown, HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.metrics import ConfusionMatrixDisplay
+from sklearn.utils import _safe_indexing, indexable
+
+from ..model_selection._split import check_group_cv, check_groups_disjoint
+from ._metrics import classification_metrics, per_class_metrics
+from ._plot import OneVsRestRocDisplay, ReliabilityDisplay, TrainingCurvesDisplay, _final_step
+
+__all__ = ["CrossValidationReport", "cross_validated_report"]
+
+#: Subgroup metrics, and whether higher is better (ECE: lower is better).
+SUBGROUP_METRICS = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1_macro": True,
+    "roc_auc_ovr_macro": True,
+    "ece": False,
+}
+MISSING = "missing"
+
+
+def _estimator_name(estimator) -> str:
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        return "Pipeline(" + " → ".join(type(step).__name__ for _, step in steps) + ")"
+    return type(estimator).__name__
+
+
+def _fit_predict(estimator, X, y, train, test, classes):
+    start = time.perf_counter()
+    estimator.fit(_safe_indexing(X, train), _safe_indexing(y, train))
+    fit_time = time.perf_counter() - start
+    proba = np.asarray(estimator.predict_proba(_safe_indexing(X, test)), dtype=float)
+    # A class absent from a training part has no column: give it probability 0.
+    aligned = np.zeros((len(test), len(classes)))
+    columns = np.searchsorted(classes, np.asarray(estimator.classes_))
+    aligned[:, columns] = proba
+    history = getattr(_final_step(estimator), "history_", None)
+    return aligned, fit_time, (list(history) if history is not None else None)
+
+
+def _as_subgroup_frame(subgroups, n_samples: int) -> pd.DataFrame:
+    if subgroups is None:
+        return pd.DataFrame(index=range(n_samples))
+    if isinstance(subgroups, pd.DataFrame):
+        frame = subgroups.reset_index(drop=True)
+    elif isinstance(subgroups, Mapping):
+        frame = pd.DataFrame({name: list(values) for name, values in subgroups.items()})
+    else:
+        raise TypeError("subgroups must be a pandas DataFrame or a dict of column name to values.")
+    if len(frame) != n_samples:
+        raise ValueError(f"subgroups has {len(frame)} rows but X has {n_samples} samples.")
+    return frame.apply(lambda col: col.astype(object).where(col.notna(), MISSING).astype(str))
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return "–"
+        if float(value).is_integer() and abs(value) >= 1:
+            return f"{int(value)}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    index_name = frame.index.name or ""
+    header = [index_name, *map(str, frame.columns)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(["---"] + ["---:"] * len(frame.columns)) + " |",
+    ]
+    for index, row in frame.iterrows():
+        cells = [str(index), *(_format_value(v) for v in row)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _text_table(frame: pd.DataFrame) -> str:
+    return frame.to_string(
+        formatters={c: _format_value for c in frame.columns}, na_rep="–", justify="right"
+    )
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(formatters={c: _format_value for c in frame.columns}, na_rep="–", border=0)
+
+
+def _figure_png(draw, figsize=(6.0, 5.0)) -> str:
+    """Draw on a fresh figure (no pyplot state) and return it as base64 PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    draw(fig.add_subplot())
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class CrossValidationReport:
+    """Result of :func:`cross_validated_report`.
+
+    Not built by hand: call :func:`cross_validated_report`. Render with
+    :meth:`to_text` (also ``str(report)``), :meth:`to_markdown` or
+    :meth:`to_html`; draw single plots with the ``plot_*`` methods.
+
+    Attributes
+    ----------
+    estimator_name : str
+        Name of the evaluated estimator.
+    cv_description : str
+        The splitter used and how groups were handled.
+    classes : ndarray of shape (n_classes,)
+        Class labels, the columns of ``y_proba``.
+    y_true : ndarray of shape (n_samples,)
+        True labels.
+    y_proba : ndarray of shape (n_samples, n_classes)
+        Out-of-fold predicted probabilities: each row comes from the model
+        that did not see that sample.
+    y_pred : ndarray of shape (n_samples,)
+        Out-of-fold predicted labels.
+    test_fold : ndarray of shape (n_samples,)
+        Fold in which each sample was in the test part.
+    folds : list of (ndarray, ndarray)
+        Training and test indices of each fold.
+    fold_metrics : pandas.DataFrame
+        One row per fold: sizes, fit time and the metrics of its test part.
+    pooled_metrics : dict of str to float
+        Metrics of all out-of-fold predictions together.
+    summary : pandas.DataFrame
+        Per metric: pooled value, mean and standard deviation over folds.
+    per_class : pandas.DataFrame
+        Pooled precision, recall, F1, one-vs-rest AUC and support per class.
+    subgroup_metrics : dict of str to pandas.DataFrame
+        Per subgroup column, pooled metrics per subgroup value.
+    subgroup_gaps : pandas.DataFrame
+        Per subgroup column and metric: best and worst subgroup (among those
+        with at least ``min_subgroup_size`` samples) and the gap between them.
+    histories : list
+        The net's per-epoch history of each fold (``None`` entries for
+        estimators without ``history_``).
+    top_k : int
+        ``k`` of the top-k accuracy.
+    n_bins : int
+        Confidence bins of the ECE and the reliability diagram.
+    """
+
+    def __init__(
+        self,
+        *,
+        estimator_name,
+        cv_description,
+        classes,
+        y_true,
+        y_proba,
+        folds,
+        fit_times,
+        histories,
+        subgroups,
+        top_k,
+        n_bins,
+        min_subgroup_size,
+    ):
+        self.estimator_name = estimator_name
+        self.cv_description = cv_description
+        self.classes = classes
+        self.y_true = y_true
+        self.y_proba = y_proba
+        self.y_pred = classes[y_proba.argmax(axis=1)]
+        self.folds = folds
+        self.histories = histories
+        self.top_k = top_k
+        self.n_bins = n_bins
+        self.min_subgroup_size = min_subgroup_size
+        self.test_fold = np.empty(len(y_true), dtype=int)
+        for k, (_, test) in enumerate(folds):
+            self.test_fold[test] = k
+
+        def metrics(mask):
+            return classification_metrics(
+                y_true[mask], y_proba[mask], classes=classes, top_k=top_k, n_bins=n_bins
+            )
+
+        rows = []
+        for k, (train, test) in enumerate(folds):
+            row = {
+                "n_train": float(len(train)),
+                "n_test": float(len(test)),
+                "fit_time": fit_times[k],
+            }
+            row.update(metrics(test))
+            del row["n_samples"]
+            rows.append(row)
+        self.fold_metrics = pd.DataFrame(rows, index=pd.RangeIndex(len(folds), name="fold"))
+        self.pooled_metrics = metrics(slice(None))
+        names = [m for m in self.pooled_metrics if m != "n_samples"]
+        self.summary = pd.DataFrame(
+            {
+                "pooled": [self.pooled_metrics[m] for m in names],
+                "fold_mean": [self.fold_metrics[m].mean() for m in names],
+                "fold_std": [self.fold_metrics[m].std(ddof=0) for m in names],
+            },
+            index=pd.Index(names, name="metric"),
+        )
+        self.per_class = per_class_metrics(y_true, y_proba, classes=classes)
+        self.subgroup_metrics = {}
+        gap_rows = []
+        for column in subgroups.columns:
+            values = subgroups[column].to_numpy()
+            table = pd.DataFrame(
+                {value: metrics(values == value) for value in np.unique(values)}
+            ).T[["n_samples", *SUBGROUP_METRICS]]
+            table.index = pd.Index([str(v) for v in table.index], name=str(column))
+            table = table.sort_values("n_samples", ascending=False)
+            self.subgroup_metrics[str(column)] = table
+            eligible = table[table["n_samples"] >= min_subgroup_size]
+            for metric, higher_is_better in SUBGROUP_METRICS.items():
+                scores = eligible[metric].dropna()
+                row = {"subgroup": str(column), "metric": metric, "n_groups": float(len(scores))}
+                if len(scores) >= 2:
+                    best = scores.idxmax() if higher_is_better else scores.idxmin()
+                    worst = scores.idxmin() if higher_is_better else scores.idxmax()
+                    row.update(
+                        best_group=best,
+                        best=scores[best],
+                        worst_group=worst,
+                        worst=scores[worst],
+                        gap=abs(scores[best] - scores[worst]),
+                    )
+                gap_rows.append(row)
+        columns = [
+            "subgroup",
+            "metric",
+            "n_groups",
+            "best_group",
+            "best",
+            "worst_group",
+            "worst",
+            "gap",
+        ]
+        self.subgroup_gaps = pd.DataFrame(gap_rows, columns=columns).set_index(
+            ["subgroup", "metric"]
+        )
+
+    # ----------------------------------------------------------------- plots
+    def plot_confusion_matrix(self, ax=None):
+        """Row-normalized confusion matrix of the out-of-fold predictions.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, default=None
+            Axes to draw on.
+
+        Returns
+        -------
+        display : sklearn.metrics.ConfusionMatrixDisplay
+            Each row sums to 1: the diagonal holds each class's recall.
+        """
+        display = ConfusionMatrixDisplay.from_predictions(
+            self.y_true,
+            self.y_pred,
+            labels=self.classes,
+            display_labels=[str(c) for c in self.classes],
+            normalize="true",
+            values_format=".2f",
+            cmap="Blues",
+            colorbar=False,
+            xticks_rotation=45,
+            ax=ax,
+        )
+        display.ax_.set_title("Confusion matrix (rows normalized: recall on the diagonal)")
+        return display
+
+    def plot_roc(self, ax=None):
+        """One-vs-rest ROC curves of the out-of-fold probabilities.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, default=None
+            Axes to draw on.
+
+        Returns
+        -------
+        display : OneVsRestRocDisplay
+            The plotted display.
+        """
+        return OneVsRestRocDisplay.from_predictions(
+            self.y_true, self.y_proba, classes=self.classes, ax=ax
+        )
+
+    def plot_reliability(self, ax=None):
+        """Reliability diagram of the out-of-fold probabilities.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, default=None
+            Axes to draw on.
+
+        Returns
+        -------
+        display : ReliabilityDisplay
+            The plotted display.
+        """
+        return ReliabilityDisplay.from_predictions(
+            self.y_true, self.y_proba, classes=self.classes, n_bins=self.n_bins, ax=ax
+        )
+
+    def plot_training_curves(self, ax=None):
+        """Loss and validation score per epoch of every fold's net.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, default=None
+            Axes to draw on.
+
+        Returns
+        -------
+        display : TrainingCurvesDisplay
+            The plotted display.
+
+        Raises
+        ------
+        ValueError
+            If the estimator recorded no ``history_``.
+        """
+        runs = [(k, h) for k, h in enumerate(self.histories) if h]
+        if not runs:
+            raise ValueError(f"{self.estimator_name} recorded no training history.")
+        return TrainingCurvesDisplay.from_history(
+            [h for _, h in runs], run_names=[f"fold {k}" for k, _ in runs], ax=ax
+        )
+
+    def _plots(self):
+        """(title, base64 PNG) of every plot this report can draw."""
+        plots = [
+            ("Confusion matrix", _figure_png(self.plot_confusion_matrix, (6.5, 5.5))),
+            ("One-vs-rest ROC curves", _figure_png(self.plot_roc, (6.0, 6.0))),
+            ("Reliability diagram", _figure_png(self.plot_reliability, (6.0, 6.0))),
+        ]
+        if any(self.histories):
+            plots.append(("Training curves", _figure_png(self.plot_training_curves, (8.0, 5.0))))
+        return plots
+
+    # ------------------------------------------------------------- rendering
+    def _header_lines(self) -> list[str]:
+        counts = pd.Series(self.y_true).value_counts().reindex(self.classes)
+        return [
+            f"Estimator: {self.estimator_name}",
+            f"Samples: {len(self.y_true)}; classes: "
+            + ", ".join(f"{c} ({n})" for c, n in counts.items()),
+            f"Cross-validation: {self.cv_description}",
+            "Metrics of out-of-fold predictions: every prediction comes from a model that "
+            "never saw the image.",
+        ]
+
+    def _sections(self):
+        yield "Summary (pooled out-of-fold, and mean / std over folds)", self.summary
+        yield "Per fold", self.fold_metrics
+        yield "Per class (pooled)", self.per_class
+        for column, table in self.subgroup_metrics.items():
+            yield f"Subgroup: {column}", table
+        if self.subgroup_metrics:
+            yield (
+                f"Subgroup gaps (best − worst, subgroups with ≥ {self.min_subgroup_size} "
+                "samples; lower ECE is better)",
+                self.subgroup_gaps.reset_index().set_index("subgroup"),
+            )
+
+    def to_text(self) -> str:
+        """Plain-text rendering.
+
+        Returns
+        -------
+        text : str
+            Header and one table per section.
+        """
+        parts = ["Cross-validated report", "=" * 22, *self._header_lines()]
+        for title, table in self._sections():
+            parts += ["", title, "-" * len(title), _text_table(table)]
+        return "\n".join(parts) + "\n"
+
+    def to_markdown(self) -> str:
+        """Markdown rendering (tables only; plots need :meth:`to_html`).
+
+        Returns
+        -------
+        markdown : str
+            A Markdown document.
+        """
+        parts = ["# Cross-validated report", "", *(f"- {line}" for line in self._header_lines())]
+        for title, table in self._sections():
+            parts += ["", f"## {title}", "", _markdown_table(table)]
+        return "\n".join(parts) + "\n"
+
+    def _html_body(self) -> str:
+        parts = ["<h1>Cross-validated report</h1>", "<ul>"]
+        parts += [f"<li>{html.escape(line)}</li>" for line in self._header_lines()]
+        parts.append("</ul>")
+        parts.append('<h2>Plots</h2><div class="plots">')
+        for title, png in self._plots():
+            parts.append(
+                f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{png}">'
+                f"<figcaption>{html.escape(title)}</figcaption></figure>"
+            )
+        parts.append("</div>")
+        for title, table in self._sections():
+            parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(table)}")
+        return "\n".join(parts)
+
+    def to_html(self, path: str | os.PathLike | None = None) -> str:
+        """Self-contained HTML page with the plots embedded as PNG.
+
+        Parameters
+        ----------
+        path : str or path-like, default=None
+            Also write the page to this file.
+
+        Returns
+        -------
+        html : str
+            The page; it loads nothing from elsewhere.
+        """
+        page = (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            "<title>Cross-validated report</title><style>"
+            "body{font-family:sans-serif;margin:2em;color:#222}"
+            "table{border-collapse:collapse;margin:.5em 0 1.5em}"
+            "th,td{padding:.25em .6em;text-align:right;border-bottom:1px solid #ddd}"
+            "th{background:#f4f4f4}"
+            ".plots{display:flex;flex-wrap:wrap;gap:1em}"
+            "figure{margin:0}figure img{max-width:100%;border:1px solid #ddd}"
+            "figcaption{text-align:center;color:#555}"
+            "</style></head><body>\n" + self._html_body() + "\n</body></html>\n"
+        )
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(page)
+        return page
+
+    def _repr_html_(self) -> str:
+        return self._html_body()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return (
+            f"<CrossValidationReport {self.estimator_name}: {len(self.folds)} folds, "
+            f"balanced accuracy {self.pooled_metrics['balanced_accuracy']:.3f}>"
+        )
+
+
+def cross_validated_report(
+    estimator,
+    X,
+    y,
+    *,
+    groups=None,
+    cv=5,
+    subgroups=None,
+    top_k: int = 2,
+    n_bins: int = 10,
+    min_subgroup_size: int = 20,
+    n_jobs: int | None = None,
+) -> CrossValidationReport:
+    """Evaluate a classifier by cross-validation and collect a full report.
+
+    A clone of ``estimator`` is fitted on the training part of every fold and
+    predicts probabilities for its test part. The out-of-fold predictions give
+    pooled metrics, per-class and per-subgroup metrics and the plots; each
+    fold's own test part gives the per-fold metrics.
+
+    With ``groups`` (e.g. HAM10000's ``lesion_id``) an integer ``cv`` becomes
+    ``StratifiedGroupKFold``, and any splitter is checked to keep every group
+    on one side of each fold: several images of one lesion on both sides would
+    inflate every score.
+
+    Parameters
+    ----------
+    estimator : classifier
+        A :class:`~skinestimator.SkinLesionClassifier`, a Pipeline ending in
+        one, or any scikit-learn classifier with ``predict_proba``.
+    X : array-like of images or image paths
+        Anything ``estimator.fit`` accepts.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    groups : array-like of shape (n_samples,), default=None
+        Group labels; no group is split across training and test.
+    cv : int, cross-validation generator or iterable, default=5
+        Folds; the test parts must cover every sample exactly once.
+    subgroups : pandas.DataFrame or dict of str to array-like, default=None
+        Columns (sex, age band, body site, skin type, ...) with one value per
+        sample; metrics are computed per value. Bin numeric columns first
+        (e.g. ``pandas.cut(age, [0, 30, 50, 70, 120])``). Missing values
+        form the subgroup ``"missing"``.
+    top_k : int, default=2
+        ``k`` of the top-k accuracy.
+    n_bins : int, default=10
+        Confidence bins of the expected calibration error.
+    min_subgroup_size : int, default=20
+        Subgroups smaller than this are listed but left out of the best–worst
+        gap, whose extremes would otherwise be noise.
+    n_jobs : int, default=None
+        Folds fitted in parallel (joblib).
+
+    Returns
+    -------
+    report : CrossValidationReport
+        Metrics, out-of-fold probabilities, folds and plots; render it with
+        ``to_text()``, ``to_markdown()`` or ``to_html(path)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinestimator.reports import cross_validated_report
+    >>> X, y = load_digits(n_class=3, return_X_y=True)
+    >>> site = np.where(np.arange(len(y)) % 2, "back", "face")
+    >>> report = cross_validated_report(LogisticRegression(max_iter=1000), X / 16, y, cv=3,
+    ...                                 subgroups={"site": site})
+    >>> report.y_proba.shape
+    (537, 3)
+    >>> report.pooled_metrics["accuracy"] > 0.9
+    True
+    >>> list(report.subgroup_metrics["site"].index)
+    ['face', 'back']
+    """
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
+    X, y, groups = indexable(X, y, groups)
+    y = np.asarray(y)
+    classes = np.unique(y)
+    subgroup_frame = _as_subgroup_frame(subgroups, len(y))
+    splitter = check_group_cv(cv, y, groups, classifier=True)
+    folds = [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y, groups)]
+    check_groups_disjoint(folds, groups)
+    covered = np.bincount(np.concatenate([te for _, te in folds]), minlength=len(y))
+    if (covered != 1).any():
+        raise ValueError(
+            "cv must put every sample in the test part of exactly one fold (a partition such "
+            "as (Stratified)(Group)KFold) to give out-of-fold predictions."
+        )
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_predict)(clone(estimator), X, y, train, test, classes) for train, test in folds
+    )
+    y_proba = np.zeros((len(y), len(classes)))
+    for (_, test), (proba, _, _) in zip(folds, results, strict=True):
+        y_proba[test] = proba
+    description = repr(splitter) if not hasattr(splitter, "cv") else type(splitter).__name__
+    if groups is not None:
+        description += (
+            f"; {len(np.unique(groups))} groups, each kept on one side of every fold (checked)"
+        )
+    return CrossValidationReport(
+        estimator_name=_estimator_name(estimator),
+        cv_description=description,
+        classes=classes,
+        y_true=y,
+        y_proba=y_proba,
+        folds=folds,
+        fit_times=[fit_time for _, fit_time, _ in results],
+        histories=[history for _, _, history in results],
+        subgroups=subgroup_frame,
+        top_k=top_k,
+        n_bins=n_bins,
+        min_subgroup_size=min_subgroup_size,
+    )
