@@ -1,0 +1,557 @@
+"""Safe single-file model format: safetensors weights plus a JSON model card.
+
+A model file is a plain safetensors file (readable by any safetensors tool). Its string metadata
+holds the model card as JSON and a SHA-256 digest over the card and every tensor. Loading parses
+the file with safetensors (which only ever reads raw numbers), so nothing from the file is
+unpickled or executed, unlike ``pickle`` / ``joblib`` / ``torch.load`` without
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "skinestimator-model"
+FORMAT_VERSION = 1
+DEFAULT_SUFFIX = ".skin"
+
+# A header bigger than this is not a model card: refusing early avoids allocating gigabytes
+# because of one flipped byte in the length prefix.
+_MAX_HEADER_BYTES = 64 * 1024 * 1024
+_PICKLE_MAGIC = b"\x80"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+__all__ = ["ModelFileError", "save_model", "load_model", "read_model_card"]
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, truncated, tampered with, or incompatible.
+
+    Subclasses :class:`ValueError` so that callers catching bad input keep working. The message
+    is one sentence meant for an end user and always names the file.
+    """
+
+
+# ----------------------------------------------------------------------------------------------
+# saving
+
+
+def save_model(
+    clf: Any,
+    path: str | os.PathLike,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    training_data: Mapping[str, Any] | None = None,
+    notes: str | None = None,
+) -> Path:
+    """Save a fitted classifier as one safe file: safetensors weights plus a JSON model card.
+
+    The file records the weights of the network, the classes, the preprocessing (input size),
+    the backbone and hyperparameters, the library / torch versions, a training-data summary and
+    validation metrics when known, and a SHA-256 digest that :func:`load_model` checks.
+    Loading it never unpickles anything, so a model file from an untrusted source cannot run
+    code (``pickle`` / ``joblib`` files can: load those only from sources you trust).
+
+    Parameters
+    ----------
+    clf : SkinLesionClassifier
+        A fitted classifier.
+    path : str or path-like
+        Where to write. The conventional suffix is ``.skin``; an existing file is replaced
+        atomically, so a crash never leaves a half-written model behind.
+    metrics : mapping of str to float, optional
+        Validation metrics to record in the model card, e.g. ``{"balanced_accuracy": 0.71}``.
+        When omitted, the last epoch's validation scores in ``clf.history_`` are recorded.
+    training_data : mapping, optional
+        Training-data summary to record, e.g. ``{"class_counts": {...}, "source": "..."}``.
+        When omitted, ``clf.class_counts_`` is used if the classifier has it.
+    notes : str, optional
+        Free text stored in the model card (intended use, data provenance, ...).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The path written.
+
+    See Also
+    --------
+    load_model : Read the file back into a fitted classifier.
+    read_model_card : Read only the model card.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from skinestimator import SkinLesionClassifier, make_synthetic_lesions
+    >>> from skinestimator.deploy import save_model, load_model
+    >>> X, y = make_synthetic_lesions(n_samples=40, image_size=(32, 32), random_state=0)
+    >>> clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, image_size=(32, 32),
+    ...                            random_state=0).fit(X, y)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.skin"
+    >>> _ = save_model(clf, path)
+    >>> bool((load_model(path).predict_proba(X) == clf.predict_proba(X)).all())
+    True
+    """
+    import torch
+    from safetensors.torch import save as _st_save
+
+    module = _fitted_module(clf)
+    path = Path(path)
+    state = {
+        name: tensor.detach().to("cpu").contiguous().clone()
+        for name, tensor in module.state_dict().items()
+    }
+    if not state:
+        raise ModelFileError("the classifier's network has no weights to save")
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):  # pragma: no cover - torch guarantees tensors
+            raise ModelFileError(f"state entry {name!r} is not a tensor and cannot be saved safely")
+
+    card = _model_card(clf, metrics=metrics, training_data=training_data, notes=notes)
+    card_json = json.dumps(card, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "model_card": card_json,
+    }
+    metadata["sha256"] = _digest(metadata, state)
+    payload = _st_save(state, metadata=metadata)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _fitted_module(clf: Any):
+    net = getattr(clf, "net_", None)
+    module = getattr(net, "module_", None)
+    if module is None or not hasattr(clf, "classes_"):
+        raise ModelFileError(
+            f"{type(clf).__name__} is not fitted: call fit before saving it"
+        )
+    return module
+
+
+def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
+    import sklearn
+    import skorch
+    import torch
+
+    params, dropped, tuples = _serialisable_params(clf)
+    classes = np.asarray(clf.classes_)
+    class_kind = _classes_kind(classes)
+    history = _json_safe(list(getattr(clf, "history_", []) or []))
+
+    if metrics is None:
+        metrics = _metrics_from_history(history)
+    if training_data is None:
+        counts = getattr(clf, "class_counts_", None)
+        if counts is not None:
+            training_data = {"class_counts": _counts_dict(classes, counts)}
+    image_size = [int(v) for v in clf.image_size_]
+    module = clf.net_.module_
+
+    card: dict[str, Any] = {
+        "estimator": type(clf).__name__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": classes.tolist(),
+        "classes_kind": class_kind,
+        "backbone": params.get("backbone", None),
+        "preprocessing": _json_safe(
+            {
+                "image_size": image_size,
+                "input": "RGB image, resized to image_size by the classifier",
+                "channels": int(getattr(clf, "n_channels_in_", 3)),
+                "normalization": _normalization_of(module),
+            }
+        ),
+        "params": params,
+        "params_tuples": tuples,
+        "params_not_saved": dropped,
+        "training_data": _json_safe(dict(training_data)) if training_data else None,
+        "metrics": _json_safe(dict(metrics)) if metrics else None,
+        "history": history,
+        "notes": notes,
+        "versions": {
+            "skinestimator": _library_version(),
+            "torch": torch.__version__,
+            "skorch": skorch.__version__,
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "n_parameters": int(sum(p.numel() for p in module.parameters())),
+    }
+    return card
+
+
+def _serialisable_params(clf) -> tuple[dict[str, Any], list[str], list[str]]:
+    """JSON-able hyperparameters; the others (callbacks, callables, modules) are listed."""
+    params, dropped, tuples = {}, [], []
+    for name, value in sorted(clf.get_params(deep=False).items()):
+        if isinstance(value, tuple) and _is_plain(list(value)):
+            params[name] = list(value)
+            tuples.append(name)
+        elif _is_plain(value):
+            params[name] = _json_safe(value)
+        else:
+            dropped.append(name)
+    return params, dropped, tuples
+
+
+def _is_plain(value) -> bool:
+    """True for values that survive a JSON round trip unchanged (up to tuple/list)."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, np.integer)):
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isfinite(float(value))
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _json_safe(value):
+    """Numpy scalars and arrays to Python; non-finite floats to None; unknown objects to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _classes_kind(classes: np.ndarray) -> str:
+    # Recorded so that predictions after loading have the same type as before saving.
+    if classes.dtype.kind in "US" or (
+        classes.dtype.kind == "O" and all(isinstance(c, str) for c in classes)
+    ):
+        return "str"
+    if classes.dtype.kind == "b":
+        return "bool"
+    if classes.dtype.kind in "iu":
+        return "int"
+    if classes.dtype.kind == "f":
+        return "float"
+    raise ModelFileError(
+        f"classes of type {classes.dtype} cannot be stored safely; use string or integer labels"
+    )
+
+
+def _counts_dict(classes, counts) -> dict[str, int]:
+    if isinstance(counts, Mapping):
+        return {str(k): int(v) for k, v in counts.items()}
+    return {str(c): int(n) for c, n in zip(classes, np.asarray(counts), strict=True)}
+
+
+def _metrics_from_history(history: list[dict]) -> dict[str, float] | None:
+    if not history:
+        return None
+    last = history[-1]
+    found = {k: v for k, v in last.items() if k.startswith("valid_") and v is not None}
+    if not found:
+        return None
+    found["epoch"] = last.get("epoch", len(history))
+    found["source"] = "internal validation split of the last training epoch"
+    return found
+
+
+def _normalization_of(module) -> dict[str, Any] | None:
+    out = {}
+    for name in ("mean", "std"):
+        value = getattr(module, name, None)
+        if value is None:
+            continue
+        try:
+            out[name] = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+            out[name] = out[name].reshape(-1).tolist()
+        except Exception:  # noqa: BLE001 - informative only, never fatal
+            continue
+    return out or None
+
+
+def _library_version() -> str:
+    try:
+        from skinestimator import __version__
+    except Exception:  # noqa: BLE001 - a partial install must still be able to save
+        return "unknown"
+    return str(__version__)
+
+
+def _digest(metadata: Mapping[str, str], tensors: Mapping[str, Any]) -> str:
+    """SHA-256 over every metadata entry but the digest itself and every tensor's bytes.
+
+    The digest is over the *content* (names, dtypes, shapes, bytes) rather than the file's
+    layout, so it does not depend on how safetensors orders or aligns its header.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    h.update(f"{FORMAT_NAME}/{FORMAT_VERSION}\0".encode())
+    for key in sorted(metadata):
+        if key == "sha256":
+            continue
+        h.update(key.encode() + b"\0" + metadata[key].encode() + b"\0")
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        h.update(f"{name}\0{str(tensor.dtype)}\0{list(tensor.shape)}\0".encode())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and verify a model file's model card without building the classifier.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save_model`.
+
+    Returns
+    -------
+    card : dict
+        Classes, preprocessing, backbone, hyperparameters, versions, training-data summary,
+        metrics, training history and the file's ``sha256`` digest.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, is not a model file, is truncated, fails the integrity check
+        or was written by an incompatible version.
+
+    Examples
+    --------
+    >>> from skinestimator.deploy import read_model_card
+    >>> read_model_card("model.skin")["classes"]  # doctest: +SKIP
+    ['akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc']
+    """
+    card, _ = _read_verified(Path(path))
+    return card
+
+
+def load_model(path: str | os.PathLike):
+    """Load a classifier saved by :func:`save_model`, checking its integrity first.
+
+    Nothing in the file is unpickled or executed: the weights are raw tensors parsed by
+    safetensors and the metadata is JSON. The estimator class is always
+    :class:`~skinestimator.SkinLesionClassifier`, never a name read from the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save_model`.
+
+    Returns
+    -------
+    clf : SkinLesionClassifier
+        A fitted classifier whose ``predict_proba`` equals the saved one's. Hyperparameters
+        that could not be saved (such as callbacks) take their default values; the model card
+        is available as ``clf.model_card_``.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, is not a model file, is truncated or cut short, was modified
+        after saving (SHA-256 mismatch), or does not fit this version of skinestimator.
+
+    Examples
+    --------
+    >>> from skinestimator.deploy import load_model
+    >>> clf = load_model("model.skin")  # doctest: +SKIP
+    >>> clf.predict(["lesion.jpg"])  # doctest: +SKIP
+    array(['nv'], dtype='<U5')
+    """
+    path = Path(path)
+    card, state = _read_verified(path)
+
+    estimator = card.get("estimator")
+    if estimator != "SkinLesionClassifier":
+        raise ModelFileError(f"{path}: holds a {estimator!r}, which this version cannot load")
+    from skinestimator import SkinLesionClassifier
+
+    params = dict(card.get("params") or {})
+    for name in card.get("params_tuples") or []:
+        if isinstance(params.get(name), list):
+            params[name] = tuple(params[name])
+    known = SkinLesionClassifier().get_params(deep=False)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ModelFileError(
+            f"{path}: was written by skinestimator {card['versions'].get('skinestimator')} "
+            f"with hyperparameters this version does not know ({', '.join(unknown)}); "
+            "upgrade skinestimator to load it"
+        )
+    classes = _classes_array(card["classes"], card.get("classes_kind", "str"), path)
+    image_size = tuple(int(v) for v in card["preprocessing"]["image_size"])
+
+    try:
+        clf = SkinLesionClassifier(**params)
+        clf = clf._restore(
+            classes=classes,
+            image_size=image_size,
+            state_dict=state,
+            history=card.get("history") or [],
+        )
+    except ModelFileError:
+        raise
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        # load_state_dict reports missing / unexpected keys and shape mismatches as
+        # RuntimeError: the weights do not fit the network this version builds.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"{path}: the weights do not fit the {card.get('backbone')!r} network of this "
+            f"skinestimator version ({first})"
+        ) from exc
+    clf.model_card_ = card
+    return clf
+
+
+def _classes_array(classes: list, kind: str, path: Path) -> np.ndarray:
+    if kind == "str":
+        return np.asarray([str(c) for c in classes])
+    if kind in ("int", "float", "bool"):
+        return np.asarray(classes, dtype={"int": np.int64, "float": np.float64, "bool": bool}[kind])
+    raise ModelFileError(f"{path}: unknown class label type {kind!r}")
+
+
+def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as _st_load
+
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
+    data = path.read_bytes()
+    header = _parse_header(path, data)
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        if "sha256" in metadata and "model_card" in metadata:
+            pass  # the format tag itself was damaged: the digest check below says so
+        else:
+            raise ModelFileError(
+                f"{path}: is a safetensors file but not a skinestimator model file "
+                "(no model card); write one with skinestimator.deploy.save_model"
+            )
+    try:
+        tensors = _st_load(data)
+    except SafetensorError as exc:
+        raise ModelFileError(f"{path}: the weights are damaged and cannot be read ({exc})") from exc
+
+    expected = metadata.get("sha256")
+    if not isinstance(expected, str) or _digest(metadata, tensors) != expected:
+        raise ModelFileError(
+            f"{path}: integrity check failed (SHA-256 mismatch): the file was modified or "
+            "corrupted after it was saved; refusing to load it"
+        )
+    try:
+        version = int(metadata.get("format_version", "0"))
+    except ValueError:
+        version = -1
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {metadata.get('format_version')!r} is not "
+            f"supported by this skinestimator (it reads version {FORMAT_VERSION}); "
+            "use a matching skinestimator version"
+        )
+    try:
+        card = json.loads(metadata["model_card"])
+    except (KeyError, json.JSONDecodeError) as exc:  # pragma: no cover - covered by digest
+        raise ModelFileError(f"{path}: the model card is unreadable") from exc
+    card["sha256"] = expected
+    return card, tensors
+
+
+def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
+    """Check the safetensors framing ourselves so that each failure gets its own message."""
+    if len(data) == 0:
+        raise ModelFileError(f"{path}: is empty, not a model file")
+    if len(data) < 9:
+        raise ModelFileError(f"{path}: is truncated ({len(data)} bytes), not a whole model file")
+    (n_header,) = struct.unpack("<Q", data[:8])
+    if data[8:9] != b"{" or n_header < 2 or n_header > _MAX_HEADER_BYTES:
+        # Only now look for other formats: a safetensors length prefix may itself start with
+        # 0x80, so the pickle test must not run on files that have a safetensors header.
+        if data.startswith(_ZIP_MAGIC) or (data[:1] == _PICKLE_MAGIC and data[1:2] <= b"\x05"):
+            raise ModelFileError(
+                f"{path}: looks like a pickle / joblib / torch.save file, not a skinestimator "
+                "model file; such files can run code and must only be loaded with joblib.load "
+                "from a source you trust"
+            )
+        raise ModelFileError(
+            f"{path}: is not a skinestimator model file (no safetensors header found)"
+        )
+    if 8 + n_header > len(data):
+        raise ModelFileError(
+            f"{path}: is truncated: its header alone needs {8 + n_header} bytes but the file "
+            f"has {len(data)}; copy or download it again"
+        )
+    try:
+        header = json.loads(data[8 : 8 + n_header].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{path}: header is corrupted (not valid JSON): the file was modified or damaged"
+        ) from exc
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: header is corrupted: the file was modified or damaged")
+
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = entry["data_offsets"]
+            end = max(end, int(stop))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ModelFileError(
+                f"{path}: header is corrupted (tensor {name!r} has no valid offsets)"
+            ) from exc
+    n_data = len(data) - 8 - n_header
+    if n_data < end:
+        raise ModelFileError(
+            f"{path}: is truncated: it should hold {8 + n_header + end} bytes but has "
+            f"{len(data)}; copy or download it again"
+        )
+    if n_data > end:
+        raise ModelFileError(
+            f"{path}: has {n_data - end} unexpected bytes after the weights: the file was "
+            "modified or damaged"
+        )
+    return header
