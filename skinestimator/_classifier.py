@@ -17,6 +17,7 @@ from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from skorch import NeuralNetClassifier
 from torch import nn
 
 from .data import ImageCache, ImageDataset, make_augmentation
@@ -29,49 +30,50 @@ _OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torc
 _DEFAULT_PATH_IMAGE_SIZE = (224, 224)
 
 
-def _skorch_net_class():
-    """Build the skorch subclass lazily so importing the package stays light."""
-    from skorch import NeuralNetClassifier
+class _LesionNeuralNet(NeuralNetClassifier):
+    """skorch classifier with per-sample weighted loss and optional test-time flips."""
 
-    class _LesionNeuralNet(NeuralNetClassifier):
-        """skorch classifier with per-sample weighted loss and optional test-time flips."""
+    tta = False
 
-        tta = False
+    def infer(self, x, **fit_params):
+        if isinstance(x, dict):
+            x = x["images"]
+        x = x.to(self.device)
+        if not self.tta or self.module_.training:
+            return self.module_(x)
+        # Average the probabilities over the four flips; returning their log keeps the
+        # softmax that predict_proba applies exact.
+        views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
+        probabilities = torch.stack([self.module_(v).softmax(dim=1) for v in views]).mean(0)
+        return probabilities.clamp_min(1e-12).log()
 
-        def infer(self, x, **fit_params):
-            if isinstance(x, dict):
-                x = x["images"]
-            x = x.to(self.device)
-            if not self.tta or self.module_.training:
-                return self.module_(x)
-            # Average the probabilities over the four flips; returning their log keeps the
-            # softmax that predict_proba applies exact.
-            views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
-            probabilities = torch.stack([self.module_(v).softmax(dim=1) for v in views]).mean(0)
-            return probabilities.clamp_min(1e-12).log()
-
-        def get_loss(self, y_pred, y_true, X=None, training=False):
-            per_sample = super().get_loss(y_pred, y_true, X=X, training=training)
-            if per_sample.ndim == 0:
-                return per_sample
-            if isinstance(X, dict) and "sample_weight" in X:
-                weights = X["sample_weight"].to(per_sample)
-                # A weighted mean, like torch's class-weighted cross-entropy: scaling all
-                # weights by a constant leaves the loss unchanged.
-                return (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
-            return per_sample.mean()
-
-    return _LesionNeuralNet
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        per_sample = super().get_loss(y_pred, y_true, X=X, training=training)
+        if per_sample.ndim == 0:
+            return per_sample
+        if isinstance(X, dict) and "sample_weight" in X:
+            weights = X["sample_weight"].to(per_sample)
+            # A weighted mean, like torch's class-weighted cross-entropy: scaling all
+            # weights by a constant leaves the loss unchanged.
+            return (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
+        return per_sample.mean()
 
 
-def _warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+class _WarmupCosine:
+    """Learning-rate factor per batch: linear warm-up, then cosine decay to zero.
+
+    A class rather than a closure so that fitted estimators pickle.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int):
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
@@ -582,7 +584,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     "lr_schedule",
                     LRScheduler(
                         policy=torch.optim.lr_scheduler.LambdaLR,
-                        lr_lambda=_warmup_cosine(
+                        lr_lambda=_WarmupCosine(
                             steps_per_epoch * self.max_epochs, steps_per_epoch
                         ),
                         step_every="batch",
@@ -607,8 +609,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if isinstance(self.optimizer, str)
             else self.optimizer
         )
-        net_class = _skorch_net_class()
-        net = net_class(
+        net = _LesionNeuralNet(
             module=module,
             criterion=nn.CrossEntropyLoss,
             criterion__reduction="none",
@@ -665,7 +666,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each image, as the original labels."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def to_image_array(self, X) -> np.ndarray:
         """The pixels the network sees for ``X``, at ``image_size_`` (no augmentation).
