@@ -1,0 +1,229 @@
+"""OptunaLesionSearchCV: tags, search space, pruning, persistent studies, groups."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+from sklearn.base import is_classifier
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
+from sklearn.pipeline import Pipeline
+
+from skinestimator import ImageLoader, SkinLesionClassifier, make_synthetic_lesions
+from skinestimator.model_selection import (
+    OptunaLesionSearchCV,
+    check_group_cv,
+    default_search_space,
+)
+
+LR_ONLY = {"lr": FloatDistribution(1e-8, 1e-1, log=True)}
+
+
+@pytest.fixture(scope="module")
+def lesions():
+    return make_synthetic_lesions(n_samples=60, image_size=(32, 32), n_classes=3, random_state=0)
+
+
+def tiny_classifier(**params):
+    defaults = dict(
+        backbone="seed_cnn",
+        image_size=(32, 32),
+        max_epochs=3,
+        batch_size=16,
+        validation_fraction=0.25,
+        patience=None,
+        augment=0.0,
+        num_workers=0,
+        random_state=0,
+    )
+    return SkinLesionClassifier(**{**defaults, **params})
+
+
+def test_search_is_a_classifier_so_cv_around_it_stratifies():
+    search = OptunaLesionSearchCV(tiny_classifier())
+    assert is_classifier(search)
+    assert is_classifier(OptunaLesionSearchCV(Pipeline([("clf", tiny_classifier())])))
+    y = np.array(["a", "b"] * 10)
+    assert isinstance(check_cv(5, y, classifier=is_classifier(search)), StratifiedKFold)
+
+
+def test_default_space_covers_classifier_and_pipeline_and_can_be_edited():
+    clf = tiny_classifier()
+    space = default_search_space(clf)
+    assert set(space) == {"lr", "weight_decay", "batch_size", "augment", "finetune", "image_size"}
+    assert space["lr"].log and space["weight_decay"].log
+    assert 32 in space["image_size"].choices
+
+    pipe = Pipeline([("load", ImageLoader(size=(32, 32))), ("clf", clf)])
+    assert set(default_search_space(pipe)) == {f"clf__{name}" for name in space}
+
+    search = OptunaLesionSearchCV(
+        clf,
+        {
+            "lr": FloatDistribution(1e-3, 1e-2, log=True),  # override
+            "max_epochs": [1, 2],  # extend, a list becomes a categorical
+            "image_size": None,  # remove
+        },
+    )
+    from skinestimator.model_selection._space import merge_search_space
+
+    merged = merge_search_space(clf, search.param_distributions, search.default_space)
+    assert merged["lr"].low == 1e-3
+    assert merged["max_epochs"] == CategoricalDistribution([1, 2])
+    assert "image_size" not in merged
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        merge_search_space(clf, {"no_such_param": [1]}, True)
+
+
+def test_pruning_stops_a_deliberately_bad_trial(lesions):
+    X, y = lesions
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="prune", direction="maximize")
+    for _ in range(2):
+        study.enqueue_trial({"lr": 1e-2})
+    study.enqueue_trial({"lr": 1e-8})  # cannot learn anything in 3 epochs
+    search = OptunaLesionSearchCV(
+        tiny_classifier(),
+        LR_ONLY,
+        default_space=False,
+        n_trials=3,
+        cv=2,
+        storage=storage,
+        study_name="prune",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        random_state=0,
+    ).fit(X, y)
+
+    states = {t.params["lr"]: t.state for t in search.study_.trials}
+    assert states[1e-8] == TrialState.PRUNED
+    assert states[1e-2] == TrialState.COMPLETE
+    bad = next(t for t in search.study_.trials if t.params["lr"] == 1e-8)
+    good = next(t for t in search.study_.trials if t.params["lr"] == 1e-2)
+    # Stopped per epoch: fewer epochs reported than a full trial (2 folds x 3 epochs).
+    assert len(bad.intermediate_values) < len(good.intermediate_values) == 6
+    # Each fold has its own step range, so the second fold's epochs were reported too.
+    assert sorted(good.intermediate_values)[3:] == [3, 4, 5]
+
+    results = search.cv_results_
+    pruned = results["state"] == "PRUNED"
+    assert pruned.sum() == 1
+    assert np.isnan(results["mean_test_score"][pruned]).all()
+    assert results["rank_test_score"][pruned][0] == len(pruned)
+    assert search.best_params_ == {"lr": 1e-2}
+    assert search.predict(X[:5]).shape == (5,)
+    assert set(search.classes_) == set(y)
+
+
+RESUME_SCRIPT = """
+import sys
+from optuna.distributions import FloatDistribution
+from skinestimator import SkinLesionClassifier, make_synthetic_lesions
+from skinestimator.model_selection import OptunaLesionSearchCV
+
+X, y = make_synthetic_lesions(n_samples=60, image_size=(32, 32), n_classes=3, random_state=0)
+clf = SkinLesionClassifier(backbone="seed_cnn", image_size=(32, 32), max_epochs=1, batch_size=16,
+                           validation_fraction=0.25, patience=None, augment=0.0, num_workers=0,
+                           random_state=0)
+search = OptunaLesionSearchCV(clf, {{"lr": FloatDistribution(1e-4, 1e-1, log=True)}},
+                              default_space=False, n_trials=2, cv=2, refit=False,
+                              storage=sys.argv[1], study_name="resume", verbose=1,
+                              random_state=0)
+search.fit(X, y)
+print("trials", len(search.study_.trials))
+"""
+
+
+def test_sqlite_study_resumes_in_a_second_process(lesions, tmp_path):
+    X, y = lesions
+    db = tmp_path / "search.db"
+    script = tmp_path / "first.py"
+    script.write_text(textwrap.dedent(RESUME_SCRIPT.format()))
+    first = subprocess.run(
+        [sys.executable, str(script), f"sqlite:///{db}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "trials 2" in first.stdout
+    assert "2/2" in first.stderr  # verbose=1 shows a progress bar over trials
+
+    # A plain file path means the same SQLite file; two trials run in parallel threads.
+    search = OptunaLesionSearchCV(
+        tiny_classifier(max_epochs=1),
+        {"lr": FloatDistribution(1e-4, 1e-1, log=True)},
+        default_space=False,
+        n_trials=2,
+        n_jobs=2,
+        cv=2,
+        storage=str(db),
+        study_name="resume",
+        random_state=1,
+    ).fit(X, y)
+
+    assert len(search.study_.trials) == 4
+    results = search.cv_results_
+    assert sorted(results["number"]) == [0, 1, 2, 3]
+    assert len(set(results["worker"])) == 2  # trials of both processes
+    # The first process's per-fold scores survived in the database.
+    assert np.isfinite(results["split0_test_score"]).all()
+    assert np.isfinite(results["split1_test_score"]).all()
+    assert search.best_score_ == np.nanmax(results["mean_test_score"])
+    # Resuming again in this process sees all four trials as well.
+    again = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
+    assert len(again.trials) == 4
+
+
+def test_groups_keep_lesions_on_one_side(lesions):
+    X, y = lesions
+    groups = np.arange(len(y)) // 3
+    assert isinstance(check_group_cv(3, y, groups), StratifiedGroupKFold)
+    overlapping = [(np.arange(0, 40), np.arange(38, 60))]  # group 12 on both sides
+    search = OptunaLesionSearchCV(tiny_classifier(), LR_ONLY, default_space=False, cv=overlapping)
+    with pytest.raises(ValueError, match="both its training and its test part"):
+        search.fit(X, y, groups=groups)
+
+
+def test_pruning_needs_the_inner_validation_split(lesions):
+    X, y = lesions
+    search = OptunaLesionSearchCV(
+        tiny_classifier(validation_fraction=None), LR_ONLY, default_space=False, n_trials=1
+    )
+    with pytest.raises(ValueError, match="validation_fraction"):
+        search.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"n_trials": 0}, "n_trials"),
+        ({"n_trials": None, "timeout": None}, "never ends"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"storage": 3}, "storage"),
+    ],
+)
+def test_invalid_parameters_are_rejected_in_fit(lesions, params, message):
+    X, y = lesions
+    search = OptunaLesionSearchCV(tiny_classifier(), LR_ONLY, default_space=False, **params)
+    with pytest.raises((ValueError, TypeError), match=message):
+        search.fit(X, y)
+
+
+def test_refit_false_leaves_no_estimator(lesions):
+    X, y = lesions
+    search = OptunaLesionSearchCV(
+        tiny_classifier(max_epochs=1),
+        LR_ONLY,
+        default_space=False,
+        n_trials=1,
+        cv=2,
+        refit=False,
+        pruner=optuna.pruners.NopPruner(),
+    ).fit(X, y)
+    assert not hasattr(search, "best_estimator_")
+    with pytest.raises(AttributeError, match="refit"):
+        search.predict(X)

@@ -1,0 +1,276 @@
+"""cross_validated_report, its metrics, renderings and plot displays."""
+
+import base64
+import io
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from skinestimator import SkinLesionClassifier, load_ham10000, make_synthetic_lesions  # noqa: E402
+from skinestimator.reports import (  # noqa: E402
+    OneVsRestRocDisplay,
+    ReliabilityDisplay,
+    TrainingCurvesDisplay,
+    classification_metrics,
+    cross_validated_report,
+    expected_calibration_error,
+    per_class_metrics,
+    reliability_curve,
+)
+
+DATA = Path(
+    os.environ.get(
+        "SKINESTIMATOR_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+)
+HAM = DATA / "ham10000"
+
+
+def tiny_classifier(**params):
+    defaults = dict(
+        backbone="seed_cnn",
+        image_size=(32, 32),
+        max_epochs=2,
+        batch_size=16,
+        validation_fraction=0.25,
+        patience=None,
+        augment=0.0,
+        num_workers=0,
+        random_state=0,
+    )
+    return SkinLesionClassifier(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def report():
+    X, y = make_synthetic_lesions(n_samples=60, image_size=(32, 32), n_classes=3, random_state=0)
+    rng = np.random.RandomState(0)
+    subgroups = pd.DataFrame(
+        {
+            "sex": rng.choice(["female", "male"], len(y)),
+            "site": rng.choice(["back", "face", "hand", None], len(y)),
+        }
+    )
+    groups = np.arange(len(y)) // 2
+    return (
+        cross_validated_report(
+            tiny_classifier(), X, y, groups=groups, cv=3, subgroups=subgroups, min_subgroup_size=5
+        ),
+        subgroups,
+        groups,
+    )
+
+
+# ------------------------------------------------------------------ metrics
+def test_ece_and_reliability_curve_match_hand_computation():
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.25, 0.75], [0.35, 0.65]])
+    y = ["a", "b", "b", "a"]
+    conf, acc, counts, edges = reliability_curve(y, proba, n_bins=5)
+    # bins: (0.6, 0.8] holds 0.75 right and 0.65 wrong, (0.8, 1] 0.9 right and 0.9 wrong
+    assert counts.tolist() == [0, 0, 0, 2, 2]
+    np.testing.assert_allclose(acc[3:], [0.5, 0.5])
+    np.testing.assert_allclose(conf[3:], [0.7, 0.9])
+    assert expected_calibration_error(y, proba, n_bins=5) == pytest.approx((2 * 0.2 + 2 * 0.4) / 4)
+    perfect = np.eye(2)[[0, 1, 1, 0]]
+    assert expected_calibration_error(y, perfect) == 0.0
+
+
+def test_classification_metrics_agree_with_scikit_learn():
+    rng = np.random.RandomState(0)
+    classes = np.array(["bcc", "mel", "nv", "vasc"])
+    y = rng.choice(classes, 200)
+    proba = rng.dirichlet(np.ones(4), 200)
+    proba[np.arange(200), np.searchsorted(classes, y)] += 0.5
+    proba /= proba.sum(axis=1, keepdims=True)
+    m = classification_metrics(y, proba, classes=classes, top_k=2)
+    assert m["roc_auc_ovr_macro"] == pytest.approx(
+        roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
+    )
+    assert 0 < m["ece"] < 1 and m["accuracy"] <= m["top_2_accuracy"] <= 1
+    assert np.isnan(classification_metrics(y, proba, classes=classes, top_k=4)["top_4_accuracy"])
+    table = per_class_metrics(y, proba, classes=classes)
+    assert table["support"].sum() == 200
+    assert list(table.index) == list(classes)
+    with pytest.raises(ValueError, match="shape"):
+        classification_metrics(y, proba[:, :3], classes=classes)
+
+
+# ------------------------------------------------------------------- report
+def test_report_holds_out_of_fold_predictions_and_fold_metrics(report):
+    report, _, groups = report
+    n = len(report.y_true)
+    assert report.y_proba.shape == (n, 3)
+    np.testing.assert_allclose(report.y_proba.sum(axis=1), 1, rtol=1e-5)
+    assert sorted(np.concatenate([test for _, test in report.folds]).tolist()) == list(range(n))
+    for train, test in report.folds:
+        assert not set(groups[train]) & set(groups[test])
+    assert list(report.fold_metrics.index) == [0, 1, 2]
+    assert report.fold_metrics["n_test"].sum() == n
+    for name in [
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "roc_auc_ovr_macro",
+        "top_2_accuracy",
+        "ece",
+    ]:
+        assert 0 <= report.pooled_metrics[name] <= 1, name
+        assert report.summary.loc[name, "fold_mean"] == pytest.approx(
+            report.fold_metrics[name].mean()
+        )
+    assert report.per_class["support"].sum() == n
+    assert len(report.histories) == 3 and all(len(h) == 2 for h in report.histories)
+
+
+def test_report_subgroups_and_gap(report):
+    report, subgroups, _ = report
+    sex = report.subgroup_metrics["sex"]
+    assert set(sex.index) == {"female", "male"}
+    assert sex["n_samples"].sum() == len(report.y_true)
+    assert "missing" in report.subgroup_metrics["site"].index
+    female = subgroups["sex"].to_numpy() == "female"
+    assert sex.loc["female", "accuracy"] == pytest.approx(
+        np.mean(report.y_pred[female] == report.y_true[female])
+    )
+    gap = report.subgroup_gaps.loc[("sex", "balanced_accuracy")]
+    assert gap["gap"] == pytest.approx(
+        sex["balanced_accuracy"].max() - sex["balanced_accuracy"].min()
+    )
+    assert gap["best"] >= gap["worst"]
+    ece_gap = report.subgroup_gaps.loc[("site", "ece")]
+    assert ece_gap["best"] <= ece_gap["worst"]  # lower ECE is better
+
+
+def test_report_renders_as_text_markdown_and_self_contained_html(report, tmp_path):
+    report, _, _ = report
+    text = str(report)
+    for section in ["Summary", "Per fold", "Per class", "Subgroup: sex", "Subgroup gaps"]:
+        assert section in text
+    assert "StratifiedGroupKFold" in text
+    markdown = report.to_markdown()
+    assert markdown.startswith("# Cross-validated report")
+    assert re.search(r"^\| metric \| pooled \| fold_mean \| fold_std \|$", markdown, re.M)
+    assert "| balanced_accuracy |" in markdown
+
+    page = report.to_html(tmp_path / "report.html")
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == page
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
+    assert [alt for alt, _ in images] == [
+        "Confusion matrix",
+        "One-vs-rest ROC curves",
+        "Reliability diagram",
+        "Training curves",
+    ]
+    for _, data in images:
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        assert image.format == "PNG" and min(image.size) > 200
+        # A drawn plot, not a blank canvas.
+        assert len(np.unique(np.asarray(image.convert("L")))) > 10
+    assert not re.search(r"(src|href)=\"(https?:|//|file:)", page)  # nothing loaded from elsewhere
+
+
+@pytest.mark.filterwarnings("ignore:The groups parameter is ignored")
+def test_groups_must_stay_on_one_side():
+    X, y = make_synthetic_lesions(n_samples=24, image_size=(16, 16), n_classes=2, random_state=0)
+    groups = np.arange(len(y)) // 4
+    with pytest.raises(ValueError, match="both its training and its test part"):
+        cross_validated_report(
+            tiny_classifier(),
+            X,
+            y,
+            groups=groups,
+            cv=StratifiedKFold(2, shuffle=True, random_state=0),
+        )
+
+
+# ------------------------------------------------------------------ displays
+def test_displays_follow_scikit_learn_conventions(report):
+    report, _, _ = report
+    fig = Figure()
+    ax = fig.add_subplot()
+    roc = OneVsRestRocDisplay.from_predictions(report.y_true, report.y_proba, ax=ax)
+    assert roc.ax_ is ax and roc.figure_ is fig and len(roc.lines_) == 3
+    np.testing.assert_allclose(np.nanmean(roc.roc_auc), report.pooled_metrics["roc_auc_ovr_macro"])
+    rel = ReliabilityDisplay.from_predictions(report.y_true, report.y_proba, n_bins=10)
+    assert rel.ece == pytest.approx(report.pooled_metrics["ece"])
+    assert rel.counts.sum() == len(report.y_true)
+
+    clf = tiny_classifier(max_epochs=3)
+    X, y = make_synthetic_lesions(n_samples=30, image_size=(32, 32), n_classes=3, random_state=2)
+    clf.fit(X, y)
+    curves = TrainingCurvesDisplay.from_estimator(Pipeline([("clf", clf)]))
+    assert set(curves.lines_) == {"train_loss", "valid_loss", "valid_bacc"}
+    np.testing.assert_allclose(
+        curves.lines_["valid_bacc"][0].get_ydata(), [row["valid_bacc"] for row in clf.history_]
+    )
+    roc2 = OneVsRestRocDisplay.from_estimator(clf, X, y)
+    assert roc2.estimator_name == "SkinLesionClassifier"
+    with pytest.raises(ValueError, match="history"):
+        TrainingCurvesDisplay.from_estimator(object())
+
+
+# ------------------------------------------------------------- HAM10000
+_FITTED_ON: list[np.ndarray] = []
+
+
+class _RecordTrainingPaths(TransformerMixin, BaseEstimator):
+    """Pass-through step that records which files each fold's model was fitted on."""
+
+    def fit(self, X, y=None):
+        _FITTED_ON.append(np.asarray(X).copy())
+        return self
+
+    def transform(self, X):
+        return X
+
+
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:The groups parameter is ignored")
+@pytest.mark.skipif(
+    not (HAM / "HAM10000_metadata.csv").exists(), reason=f"HAM10000 not found in {HAM}"
+)
+def test_ham10000_report_never_splits_a_lesion():
+    paths, labels, lesion_ids = load_ham10000(HAM)
+    paths, labels, lesion_ids = map(np.asarray, (paths, labels, lesion_ids))
+    rng = np.random.RandomState(0)
+    # Lesions with several images make the check bite; singles fill the classes.
+    counts = pd.Series(lesion_ids).value_counts()
+    multi = rng.choice(counts.index[counts >= 2], 60, replace=False)
+    single = rng.choice(counts.index[counts == 1], 60, replace=False)
+    keep = np.isin(lesion_ids, np.concatenate([multi, single]))
+    paths, labels, lesion_ids = paths[keep], labels[keep], lesion_ids[keep]
+
+    _FITTED_ON.clear()
+    pipe = Pipeline([("record", _RecordTrainingPaths()), ("clf", tiny_classifier(max_epochs=1))])
+    report = cross_validated_report(pipe, paths, labels, groups=lesion_ids, cv=3)
+
+    assert len(_FITTED_ON) == 3
+    for trained_on, (_, test) in zip(_FITTED_ON, report.folds, strict=True):
+        train_lesions = set(lesion_ids[np.isin(paths, trained_on)])
+        assert len(trained_on) == len(paths) - len(test)
+        assert not train_lesions & set(lesion_ids[test])
+    assert report.y_proba.shape == (len(paths), len(np.unique(labels)))
+    # The same split without groups would put lesions on both sides, and is refused.
+    with pytest.raises(ValueError, match="both its training and its test part"):
+        cross_validated_report(
+            pipe,
+            paths,
+            labels,
+            groups=lesion_ids,
+            cv=StratifiedKFold(3, shuffle=True, random_state=0),
+        )
