@@ -162,7 +162,7 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
     history = _json_safe(list(getattr(clf, "history_", []) or []))
 
     if metrics is None:
-        metrics = _metrics_from_history(history)
+        metrics = _metrics_from_history(history, getattr(clf, "patience", None) is not None)
     if training_data is None:
         counts = getattr(clf, "class_counts_", None)
         if counts is not None:
@@ -201,6 +201,8 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
         },
         "n_parameters": int(sum(p.numel() for p in module.parameters())),
     }
+    if hasattr(clf, "n_features_in_"):
+        card["n_features_in"] = int(clf.n_features_in_)
     return card
 
 
@@ -276,15 +278,16 @@ def _counts_dict(classes, counts) -> dict[str, int]:
     return {str(c): int(n) for c, n in zip(classes, np.asarray(counts), strict=True)}
 
 
-def _metrics_from_history(history: list[dict]) -> dict[str, float] | None:
-    if not history:
+def _metrics_from_history(history: list[dict], early_stopping: bool) -> dict[str, Any] | None:
+    rows = [row for row in history if row.get("valid_bacc") is not None]
+    if not rows:
         return None
-    last = history[-1]
-    found = {k: v for k, v in last.items() if k.startswith("valid_") and v is not None}
-    if not found:
-        return None
-    found["epoch"] = last.get("epoch", len(history))
-    found["source"] = "internal validation split of the last training epoch"
+    # Early stopping restores the best epoch's weights, so its scores describe the saved
+    # model; without it the last epoch's weights are kept.
+    row = max(rows, key=lambda r: r["valid_bacc"]) if early_stopping else rows[-1]
+    found = {k: row[k] for k in ("valid_bacc", "valid_acc", "valid_loss") if k in row}
+    found["epoch"] = row.get("epoch")
+    found["source"] = "the classifier's internal validation split (not grouped by lesion)"
     return found
 
 
@@ -428,10 +431,11 @@ def load_model(path: str | os.PathLike):
             image_size=image_size,
             state_dict=state,
             history=card.get("history") or [],
+            n_features_in=card.get("n_features_in"),
         )
     except ModelFileError:
         raise
-    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+    except RuntimeError as exc:
         # load_state_dict reports missing / unexpected keys and shape mismatches as
         # RuntimeError: the weights do not fit the network this version builds.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

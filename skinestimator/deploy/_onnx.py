@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["export_onnx"]
 
 
-def _probability_model(module):
+def _probability_model(module, tta: bool = False):
     """Wrap the network so the ONNX graph takes raw pixels and returns probabilities.
 
     Putting the layout change, the scaling and the softmax inside the graph means a mobile app
@@ -30,7 +30,11 @@ def _probability_model(module):
 
         def forward(self, image):  # image: uint8 (N, H, W, 3)
             x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-            return torch.softmax(self.net(x), dim=1)
+            if not tta:
+                return torch.softmax(self.net(x), dim=1)
+            # The classifier's test-time augmentation: mean probability over the four flips.
+            views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
+            return torch.stack([torch.softmax(self.net(v), dim=1) for v in views]).mean(0)
 
     return _Probabilities(module).eval()
 
@@ -40,7 +44,8 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
 
     The graph's input ``image`` is a ``uint8`` array of shape ``(batch, height, width, 3)``:
     RGB pixels already resized to ``clf.image_size_`` (what ``clf.to_image_array`` returns).
-    Normalization and softmax are part of the graph; its output ``probabilities`` has shape
+    Normalization, softmax and (when ``clf.tta`` is set) the flip test-time augmentation are
+    part of the graph; its output ``probabilities`` has shape
     ``(batch, n_classes)`` in the order of ``clf.classes_``. The file's metadata holds the
     classes (JSON list, key ``classes``), the image size and the skinestimator version.
 
@@ -99,7 +104,7 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     height, width = (int(v) for v in clf.image_size_)
     was_training = module.training
     module.eval()
-    wrapper = _probability_model(module)
+    wrapper = _probability_model(module, tta=bool(getattr(clf, "tta", False)))
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1)
     try:

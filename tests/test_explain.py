@@ -1,0 +1,115 @@
+"""Grad-CAM: the heatmap points at the evidence, agrees with captum, and overlays render."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skinestimator import SkinLesionClassifier
+from skinestimator.explain import explain, gradcam, overlay_heatmap
+from skinestimator.networks import LesionNet, SeedCNN
+
+SIZE, RADIUS = 48, 5
+
+
+def spot_images(n, *, seed):
+    """Skin-coloured noise; class "spot" has one dark spot at a random, recorded place."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
+    centres = np.zeros((n, 2))
+    labels = np.empty(n, dtype=object)
+    for i in range(n):
+        skin = np.array([220, 175, 150]) + rng.uniform(-20, 20, 3)
+        image = skin + rng.normal(0, 10, (SIZE, SIZE, 3))
+        centres[i] = rng.uniform(RADIUS + 2, SIZE - RADIUS - 2, size=2)
+        if i % 2 == 0:
+            labels[i] = "spot"
+            mask = (yy - centres[i, 0]) ** 2 + (xx - centres[i, 1]) ** 2 <= RADIUS**2
+            image[mask] = np.array([70, 45, 35]) + rng.normal(0, 10, (mask.sum(), 3))
+        else:
+            labels[i] = "clear"
+        images[i] = np.clip(image, 0, 255)
+    return images, labels, centres
+
+
+@pytest.fixture(scope="module")
+def spot_model():
+    X, y, _ = spot_images(120, seed=0)
+    return SkinLesionClassifier(backbone="seed_cnn", max_epochs=6, batch_size=16, lr=3e-3,
+                                random_state=0, validation_fraction=None,
+                                augment=False).fit(X, y)
+
+
+def test_heatmap_peak_falls_on_the_spot(spot_model):
+    X, y, centres = spot_images(30, seed=1)
+    assert (spot_model.predict(X) == y).mean() >= 0.8, "the model must have learned the task"
+    has_spot = y == "spot"
+    heatmaps = explain(spot_model, X[has_spot])
+    assert heatmaps.shape == (has_spot.sum(), SIZE, SIZE)
+    peaks = np.array([np.unravel_index(h.argmax(), h.shape) for h in heatmaps])
+    distance = np.linalg.norm(peaks - centres[has_spot], axis=1)
+    # The feature map has 8-pixel cells, so "on the spot" is within its radius plus a cell's
+    # half-diagonal; a random point lies about 20 pixels away on average.
+    assert np.median(distance) <= RADIUS
+    assert np.mean(distance <= RADIUS + 6) >= 0.9, np.round(distance, 1)
+
+
+def test_targets_and_values(spot_model):
+    X, y, _ = spot_images(6, seed=2)
+    default = explain(spot_model, X)
+    predicted = spot_model.predict(X)
+    np.testing.assert_allclose(default, explain(spot_model, X, target=predicted))
+    assert default.dtype == np.float32 and default.min() >= 0 and default.max() <= 1
+    assert np.allclose(default.reshape(len(X), -1).max(axis=1)[default.reshape(len(X), -1)
+                                                                .max(axis=1) > 0], 1.0)
+    spot = explain(spot_model, X, target="spot")
+    clear = explain(spot_model, X, target="clear")
+    assert not np.allclose(spot, clear), "different classes must give different maps"
+    with pytest.raises(ValueError, match="unknown class 'mole'"):
+        explain(spot_model, X, target="mole")
+    with pytest.raises(ValueError, match="2 labels for 6 images"):
+        explain(spot_model, X, target=["spot", "clear"])
+    with pytest.raises(ValueError, match="not fitted"):
+        explain(SkinLesionClassifier(), X)
+
+
+def test_matches_captum_layer_gradcam():
+    captum_attr = pytest.importorskip("captum.attr")
+    torch.manual_seed(0)
+    module = LesionNet(SeedCNN(3, width=8), mean=[0.5] * 3, std=[0.25] * 3).eval()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    ours, logits = gradcam(module, images)
+
+    class Normalized(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.head(self.net.features(x))
+
+    cam = captum_attr.LayerGradCam(Normalized(module), module.body.blocks)
+    attribution = cam.attribute(module.normalize(images), target=torch.as_tensor(
+        logits.argmax(axis=1)), relu_attributions=True)
+    theirs = captum_attr.LayerAttribution.interpolate(attribution, (32, 32),
+                                                      interpolate_mode="bilinear")[:, 0]
+    theirs = theirs / theirs.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), atol=1e-5)
+
+
+def test_overlay_heatmap():
+    image = np.full((32, 32, 3), 128, dtype=np.uint8)
+    heat = np.zeros((4, 4), dtype=np.float32)
+    heat[0, 0] = 1.0
+    out = overlay_heatmap(image, heat, alpha=0.5, size=(64, 64))
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    hot, cold = out[2, 2].astype(int), out[60, 60].astype(int)
+    assert hot[0] > hot[2] and cold[2] > cold[0], "jet: red where hot, blue where cold"
+    np.testing.assert_array_equal(overlay_heatmap(image, heat, alpha=0.0), image)
+    np.testing.assert_array_equal(overlay_heatmap(image / 255.0, heat, alpha=0.0), image)
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_heatmap(image, heat, alpha=2)
+    with pytest.raises(ValueError, match="heatmap"):
+        overlay_heatmap(image, heat[None])
