@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import numbers
 import os
 import warnings
@@ -74,6 +75,13 @@ class _WarmupCosine:
             return (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _worker_start_method() -> str:
+    """How DataLoader workers start: fork where the OS has it (instant, shares the decoded-image
+    cache mapping), else spawn. Named explicitly because inside joblib's loky workers (e.g.
+    ``GridSearchCV(n_jobs=2)``) the inherited default context cannot start torch workers."""
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
@@ -604,6 +612,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         loader = {"num_workers": workers, "pin_memory": device.startswith("cuda")}
         if workers:
             loader["persistent_workers"] = True
+            loader["multiprocessing_context"] = _worker_start_method()
         optimizer = (
             _OPTIMIZERS.get(self.optimizer, self.optimizer)
             if isinstance(self.optimizer, str)
@@ -620,10 +629,12 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             train_split=predefined_split(valid_data) if valid_data is not None else None,
             iterator_train__shuffle=True,
-            iterator_train__drop_last=n_train > self.batch_size,
+            # Batch norm cannot train on a last batch of one image; drop only that one.
+            iterator_train__drop_last=n_train % self.batch_size == 1,
             **{f"iterator_train__{k}": v for k, v in loader.items()},
             iterator_valid__num_workers=workers,
             iterator_valid__pin_memory=loader["pin_memory"],
+            iterator_valid__multiprocessing_context=loader.get("multiprocessing_context"),
             callbacks=callbacks,
             classes=list(range(n_classes)),
             device=device,
@@ -656,7 +667,12 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         # re-initialize the net.
         self.net_.iterator_valid__num_workers = self._workers(data.from_paths)
         self.net_.iterator_valid__persistent_workers = False
-        proba = self.net_.predict_proba(data).astype(np.float64)
+        self.net_.iterator_valid__multiprocessing_context = (
+            _worker_start_method() if self.net_.iterator_valid__num_workers else None
+        )
+        # DataLoader draws a worker seed from the global generator; leave the caller's alone.
+        with torch.random.fork_rng(devices=[]):
+            proba = self.net_.predict_proba(data).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X) -> np.ndarray:

@@ -148,12 +148,11 @@ def _frozen_modules(body: nn.Module, finetune) -> list[nn.Module]:
         if not stages:
             raise ValueError(f"finetune={finetune!r}: this backbone has no stages to count")
         first_trainable = max(0, len(stages) - int(finetune))
-        seen_stage = False
         for stage in stages[first_trainable:]:
             keep.update(id(m) for m in stage.modules())
         # Everything registered after the last stage (head convolution, final norm) trains too.
         stage_ids = {id(s) for s in stages}
-        container = None
+        container, seen_stage = None, False
         for child in body.children():
             if isinstance(child, (nn.Sequential, nn.ModuleList)) and any(
                 id(m) in stage_ids for m in child.children()
@@ -163,8 +162,13 @@ def _frozen_modules(body: nn.Module, finetune) -> list[nn.Module]:
                 continue
             if seen_stage and child is not container:
                 keep.update(id(m) for m in child.modules())
-    frozen = [m for m in body.modules() if id(m) not in keep and not list(m.children())]
-    return frozen
+    # Any module holding tensors of its own (timm's BatchNormAct2d has children too).
+    return [
+        m for m in body.modules()
+        if id(m) not in keep
+        and (any(True for _ in m.parameters(recurse=False))
+             or any(True for _ in m.buffers(recurse=False)))
+    ]
 
 
 def build_network(

@@ -1,0 +1,329 @@
+"""SkinLesionClassifier: it learns, it is a proper scikit-learn estimator, it fails clearly."""
+
+from __future__ import annotations
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from skorch.callbacks import Callback
+
+from skinestimator import (
+    ImageLoader,
+    ImageReadError,
+    SkinLesionClassifier,
+    load_ham10000,
+    make_synthetic_lesions,
+)
+from tests.conftest import require_ham10000
+
+SEED_CNN = {"backbone": "seed_cnn", "max_epochs": 6, "batch_size": 16, "augment": False,
+            "validation_fraction": None, "random_state": 0}
+
+
+# ---------------------------------------------------------------- it learns
+def test_seed_cnn_learns_the_synthetic_task(lesions_train, lesions_test):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=10, random_state=0).fit(X, y)
+    X_test, y_test = lesions_test
+    assert accuracy_score(y_test, clf.predict(X_test)) >= 0.9
+    assert [row["epoch"] for row in clf.history_] == list(range(1, len(clf.history_) + 1))
+    assert {"train_loss", "valid_loss", "valid_bacc"} <= set(clf.history_[-1])
+
+
+def test_pretrained_lite0_learns_the_synthetic_task(lesions_train, lesions_test):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(max_epochs=3, image_size=(64, 64), random_state=0).fit(X, y)
+    X_test, y_test = lesions_test
+    assert accuracy_score(y_test, clf.predict(X_test)) >= 0.9
+    assert clf.image_size_ == (64, 64)
+
+
+def test_head_only_training_changes_only_the_head(lesions_train):
+    from skinestimator.networks import build_network
+
+    X, y = lesions_train
+    clf = SkinLesionClassifier(finetune="head", max_epochs=1, validation_fraction=None,
+                               random_state=0).fit(X[:40], y[:40])
+    reference = build_network("efficientnet_lite0", 3).state_dict()
+    trained = clf.net_.module_.state_dict()
+    assert torch.equal(trained["body.conv_stem.weight"], reference["body.conv_stem.weight"])
+    # Frozen batch-norm layers keep their ImageNet statistics while the head trains.
+    assert torch.equal(trained["body.bn2.running_mean"], reference["body.bn2.running_mean"])
+    assert not torch.equal(trained["body.classifier.weight"], reference["body.classifier.weight"])
+
+
+# ---------------------------------------------------------------- inputs
+def test_fit_from_paths_equals_fit_from_arrays(lesion_folder):
+    _, paths, y = lesion_folder
+    params = dict(SEED_CNN, max_epochs=2, num_workers=0)
+    from_paths = SkinLesionClassifier(**params, image_size=(32, 32)).fit(paths, y)
+    arrays = ImageLoader(size=(32, 32)).transform(paths)
+    from_arrays = SkinLesionClassifier(**params).fit(arrays, y)
+    np.testing.assert_allclose(from_paths.predict_proba(paths), from_arrays.predict_proba(arrays),
+                               atol=1e-6)
+
+
+class _DeleteFilesAfterFirstEpoch(Callback):
+    def __init__(self, paths):
+        self.paths = paths
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 1:
+            for path in self.paths:
+                path.unlink()
+
+
+def test_training_from_paths_decodes_each_file_once(lesion_folder, tmp_path):
+    """With the image cache, files are not read again after the first epoch."""
+    import shutil
+
+    root, paths, y = lesion_folder
+    copies = []
+    for path in paths[:40]:
+        copy = tmp_path / f"{len(copies)}.png"
+        shutil.copy(path, copy)
+        copies.append(copy)
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=3, num_workers=1,
+                                      validation_fraction=0.25),
+                               image_size=(32, 32),
+                               callbacks=[_DeleteFilesAfterFirstEpoch(copies)])
+    clf.fit([str(c) for c in copies], y[:40])  # epochs 2 and 3 run without the files
+    assert len(clf.history_) == 3
+    without_cache = clone(clf).set_params(image_cache=False, callbacks=None)
+    with pytest.raises(ImageReadError):
+        without_cache.fit([str(c) for c in copies], y[:40])
+
+
+@pytest.mark.parametrize("layout", ["grey", "grey_channel", "float", "flat_with_shape"])
+def test_array_layouts(lesions_train, layout):
+    X, y = lesions_train
+    X = X[:40]
+    if layout == "grey":
+        X = X.mean(axis=-1).astype(np.uint8)
+    elif layout == "grey_channel":
+        X = X[..., :1]
+    elif layout == "float":
+        X = X.astype(np.float32) / 255
+    params = dict(SEED_CNN, max_epochs=1)
+    if layout == "flat_with_shape":
+        X = X.reshape(40, -1)
+        params["image_shape"] = (32, 32, 3)
+    clf = SkinLesionClassifier(**params).fit(X, y[:40])
+    assert clf.predict_proba(X).shape == (40, 3)
+    assert clf.image_size_ == (32, 32)
+
+
+def test_digits_as_8x8_images():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    clf = SkinLesionClassifier(backbone="seed_cnn", image_shape=(8, 8), max_epochs=6,
+                               validation_fraction=None, augment=False, random_state=0)
+    clf.fit(X[:1200] / 16, y[:1200])
+    assert clf.n_features_in_ == 64
+    assert clf.score(X[1200:] / 16, y[1200:]) > 0.9
+
+
+def test_prediction_inputs_are_resized_to_the_training_size(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:30], y[:30])
+    bigger = np.repeat(np.repeat(X[:4], 2, axis=1), 2, axis=2)
+    assert clf.predict(bigger).shape == (4,)
+
+
+def test_string_labels_give_string_predictions(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**SEED_CNN).fit(X[:60], y[:60])
+    predictions = clf.predict(X[:5])
+    assert predictions.dtype == y.dtype and set(predictions) <= set(y)
+    integer = SkinLesionClassifier(**SEED_CNN).fit(X[:60], np.arange(60) % 3 + 10)
+    assert set(integer.predict(X[:5])) <= {10, 11, 12}
+
+
+def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
+    _, paths, y = lesion_folder
+    bad = tmp_path / "ISIC_0024306.jpg"
+    bad.write_bytes(b"not an image at all")
+    paths = [*paths[:20], str(bad)]
+    with pytest.raises(ImageReadError, match="ISIC_0024306.jpg"):
+        SkinLesionClassifier(**SEED_CNN, image_size=(32, 32)).fit(paths, [*y[:20], y[0]])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"max_epochs": 0}, "max_epochs must be a positive integer"),
+        ({"lr": -1}, "lr must be a positive number"),
+        ({"backbone": "no_such_net"}, "unknown backbone 'no_such_net'"),
+        ({"finetune": "some"}, "finetune must be"),
+        ({"image_size": (32,)}, "image_size must be"),
+        ({"validation_fraction": 1.5}, "validation_fraction must be"),
+        ({"class_weight": "even"}, "class_weight must be"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"augment": 2.0}, "augment must be"),
+    ],
+)
+def test_bad_parameters_are_reported_in_fit(lesions_train, params, message):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, **params))  # __init__ never validates
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X[:10], y[:10])
+
+
+def test_bad_inputs_are_reported(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**SEED_CNN)
+    with pytest.raises(ValueError, match="1 sample"):
+        clf.fit(X[:1], y[:1])
+    with pytest.raises(ValueError, match="1 class"):
+        clf.fit(X[:10], ["nevus"] * 10)
+    with pytest.raises(ValueError, match="channels"):
+        clf.fit(np.zeros((4, 8, 8, 4), dtype=np.uint8), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="samples"):
+        clf.fit(X[:10], y[:9])
+
+
+# ---------------------------------------------------------------- training options
+def test_sample_weight_and_class_weight(lesions_train):
+    X, y = lesions_train
+    X, y = X[:60], y[:60]
+    favoured = (y == "dark_round").astype(float) * 100 + 1
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e-4))
+    plain = clone(clf).fit(X, y).predict_proba(X)[:, 0]
+    weighted = clone(clf).fit(X, y, sample_weight=favoured).predict_proba(X)[:, 0]
+    assert weighted.mean() > plain.mean()
+    by_class = clone(clf).set_params(class_weight={"dark_round": 100.0}).fit(X, y)
+    np.testing.assert_allclose(by_class.predict_proba(X)[:, 0], weighted, atol=1e-5)
+    clone(clf).set_params(class_weight="balanced").fit(X, y)
+
+
+def test_early_stopping_restores_the_best_epoch(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=30, patience=2,
+                               validation_fraction=0.3, random_state=0).fit(X, y)
+    scores = [row["valid_bacc"] for row in clf.history_]
+    assert len(scores) < 30  # stopped early
+    best = int(np.argmax(scores))
+    assert len(scores) - 1 - best == 2  # exactly `patience` epochs without improvement
+
+
+def test_validation_split_is_stratified_and_reproducible(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, validation_fraction=0.2))
+    y_encoded = np.searchsorted(np.unique(y), y)
+    train_a, valid_a = clf._split(y_encoded, 7, True)
+    train_b, valid_b = clf._split(y_encoded, 7, True)
+    np.testing.assert_array_equal(valid_a, valid_b)
+    assert len(np.intersect1d(train_a, valid_a)) == 0 and len(valid_a) == 30
+    assert set(np.bincount(y_encoded[valid_a])) == {10}
+
+
+def test_same_seed_same_predictions_and_global_rng_untouched(lesions_train):
+    X, y = lesions_train
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    params = dict(SEED_CNN, max_epochs=2, augment=True, validation_fraction=0.2)
+    first = SkinLesionClassifier(**params).fit(X[:60], y[:60]).predict_proba(X[:20])
+    assert torch.equal(torch.rand(1), expected_next)
+    second = SkinLesionClassifier(**params).fit(X[:60], y[:60]).predict_proba(X[:20])
+    np.testing.assert_array_equal(first, second)
+    other = SkinLesionClassifier(**dict(params, random_state=1)).fit(X[:60], y[:60])
+    assert not np.array_equal(first, other.predict_proba(X[:20]))
+
+
+def test_partial_fit_and_warm_start_continue_training(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1))
+    clf.partial_fit(X[:60], y[:60])
+    weights = clf.net_.module_.state_dict()["body.classifier.5.weight"].clone()
+    clf.partial_fit(X[:60], y[:60])
+    assert len(clf.history_) == 2
+    assert not torch.equal(weights, clf.net_.module_.state_dict()["body.classifier.5.weight"])
+    with pytest.raises(ValueError, match="unseen"):
+        clf.partial_fit(X[:3], ["melanoma"] * 3)
+    warm = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, warm_start=True))
+    warm.fit(X[:60], y[:60]).fit(X[:60], y[:60])
+    assert len(warm.history_) == 4
+    cold = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2)).fit(X[:60], y[:60])
+    assert len(cold.fit(X[:60], y[:60]).history_) == 2
+
+
+def test_tta_averages_flips(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**SEED_CNN).fit(X[:60], y[:60])
+    plain = clf.predict_proba(X[:10])
+    clf.set_params(tta=True)
+    flipped = clf.predict_proba(X[:10])
+    assert not np.allclose(plain, flipped)
+    np.testing.assert_allclose(flipped.sum(axis=1), 1.0)
+    mirrored = clf.predict_proba(X[:10, :, ::-1].copy())
+    np.testing.assert_allclose(flipped, mirrored, atol=1e-5)  # TTA is flip-invariant
+
+
+def test_verbose_shows_progress_and_callbacks_run(lesions_train, capsys):
+    X, y = lesions_train
+    seen = []
+
+    class Recorder(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            seen.append(net.history[-1]["epoch"])
+
+    SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, verbose=1),
+                         callbacks=[Recorder()]).fit(X[:40], y[:40])
+    assert seen == [1, 2]
+    assert "train_loss" in capsys.readouterr().out
+
+
+def test_custom_module_factory(lesions_train):
+    X, y = lesions_train
+
+    def tiny(n_classes):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32 * 3, n_classes))
+
+    clf = SkinLesionClassifier(**dict(SEED_CNN, backbone=tiny, max_epochs=3)).fit(X, y)
+    assert clf.score(X, y) > 0.5
+
+
+# ---------------------------------------------------------------- scikit-learn tools
+def test_pickle_joblib_and_clone(lesions_train, tmp_path):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2)).fit(X[:60], y[:60])
+    expected = clf.predict_proba(X[:10])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X[:10]),
+                                  expected)
+    joblib.dump(clf, tmp_path / "model.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").predict_proba(X[:10]),
+                                  expected)
+    fresh = clone(clf)
+    assert not hasattr(fresh, "net_") and fresh.get_params() == clf.get_params()
+
+
+def test_grid_search_in_parallel_on_paths(lesion_folder):
+    _, paths, y = lesion_folder
+    search = GridSearchCV(
+        SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2), image_size=(32, 32)),
+        {"lr": [1e-3, 1e-2]}, cv=2, n_jobs=2,
+    )
+    search.fit(paths[:60], y[:60])
+    assert search.best_params_["lr"] in (1e-3, 1e-2)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.realdata
+def test_ham10000_pipeline_grouped_cross_validation():
+    paths, labels, groups = load_ham10000(require_ham10000())
+    rng = np.random.default_rng(0)
+    subset = rng.choice(len(paths), 200, replace=False)
+    pipe = Pipeline([("load", ImageLoader(size=(64, 80))),
+                     ("clf", SkinLesionClassifier(max_epochs=1, random_state=0))])
+    scores = cross_val_score(pipe, paths[subset], labels[subset], groups=groups[subset],
+                             cv=GroupKFold(2), scoring="balanced_accuracy")
+    assert scores.shape == (2,) and np.isfinite(scores).all()

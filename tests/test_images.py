@@ -1,0 +1,243 @@
+"""Image files → arrays: decoding rules, the loader transformer and the data-set loaders."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from skinestimator import (
+    ColorConstancy,
+    ImageLoader,
+    ImageReadError,
+    ImageResizer,
+    load_dermamnist,
+    load_ham10000,
+    load_image_folder,
+    make_synthetic_lesions,
+    read_image,
+    save_image_folder,
+)
+from tests.conftest import require_dermamnist, require_ham10000
+
+
+def _save(tmp_path, name, image: Image.Image, **options):
+    path = tmp_path / name
+    image.save(path, **options)
+    return path
+
+
+# ---------------------------------------------------------------- read_image
+def test_exif_orientation_is_honoured(tmp_path):
+    # A 40x20 (w x h) image whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = (255, 0, 0)  # left half red, right half black
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(tmp_path, "rotated.jpg", image, exif=exif, quality=95)
+    out = read_image(path)
+    assert out.shape == (40, 20, 3)  # displayed upright: portrait
+    assert out[:10, :, 0].mean() > 200 and out[-10:, :, 0].mean() < 50  # red ends up on top
+
+
+@pytest.mark.parametrize(
+    "mode, value, expected",
+    [
+        ("L", 128, (128, 128, 128)),
+        ("1", 1, (255, 255, 255)),
+        ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
+        ("I;16", 65535, (255, 255, 255)),
+        ("I;16", 32768, (128, 128, 128)),
+    ],
+)
+def test_colour_modes_become_rgb(tmp_path, mode, value, expected):
+    ending = "jpg" if mode == "CMYK" else "png"
+    path = _save(tmp_path, f"image.{ending}", Image.new(mode, (8, 6), value))
+    out = read_image(path)
+    assert out.dtype == np.uint8 and out.shape == (6, 8, 3)
+    np.testing.assert_allclose(out[3, 4], expected, atol=3)
+
+
+def test_transparency_is_composited_over_white(tmp_path):
+    rgba = Image.new("RGBA", (4, 4), (10, 200, 10, 0))  # fully transparent green
+    out = read_image(_save(tmp_path, "clear.png", rgba))
+    np.testing.assert_array_equal(out[0, 0], (255, 255, 255))
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([0, 0, 255] + [0] * 765)
+    out = read_image(_save(tmp_path, "palette.png", palette))
+    np.testing.assert_array_equal(out[0, 0], (0, 0, 255))
+
+
+def test_resize_policies(tmp_path):
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :5] = 255  # a white band on the far left
+    path = _save(tmp_path, "wide.png", Image.fromarray(pixels))
+    cropped = read_image(path, (10, 10), resize="crop")
+    padded = read_image(path, (10, 10), resize="pad")
+    stretched = read_image(path, (10, 10), resize="stretch")
+    assert cropped.shape == padded.shape == stretched.shape == (10, 10, 3)
+    assert cropped[:, 0].max() < 30  # the centre crop cut the band away
+    assert padded[0].max() == 0 and padded[5, 0].min() > 200  # black bars, band kept
+    assert stretched[:, 0].min() > 200
+    with pytest.raises(ValueError, match="resize must be one of"):
+        read_image(path, (10, 10), resize="zoom")
+
+
+def test_bad_files_raise_an_error_naming_the_file(tmp_path):
+    missing = tmp_path / "missing.jpg"
+    with pytest.raises(ImageReadError, match="missing.jpg"):
+        read_image(missing)
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("this is not a JPEG")
+    with pytest.raises(ImageReadError, match="notes.jpg"):
+        read_image(not_an_image)
+    good = _save(tmp_path, "good.jpg", Image.new("RGB", (64, 64), (9, 9, 9)))
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match="truncated.jpg"):
+        read_image(truncated)
+    with pytest.raises(ImageReadError, match="directory"):
+        read_image(tmp_path)
+
+
+def test_decompression_bomb_guard_stays_on(tmp_path, monkeypatch):
+    path = _save(tmp_path, "big.png", Image.new("RGB", (100, 100)))
+    # Lower Pillow's own limit so that a small file counts as a bomb; the guard must fire.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageReadError, match="big.png"):
+        read_image(path)
+
+
+# ---------------------------------------------------------------- ImageLoader
+def test_image_loader_reads_paths_at_one_size(lesion_folder):
+    _, paths, _ = lesion_folder
+    loader = ImageLoader(size=(24, 40))
+    images = loader.fit_transform(paths[:5])
+    assert images.shape == (5, 24, 40, 3) and images.dtype == np.uint8
+    assert loader.size_ == (24, 40)
+    threaded = ImageLoader(size=(24, 40), n_jobs=2).fit_transform(paths[:5])
+    np.testing.assert_array_equal(images, threaded)
+    # Same pixels as the arrays the files were written from (PNG is lossless).
+    X, _ = make_synthetic_lesions(n_samples=150, image_size=(32, 32), random_state=0)
+    np.testing.assert_array_equal(ImageLoader(size=(32, 32)).transform(paths[:3]), X[:3])
+
+
+def test_image_loader_estimator_contract(lesion_folder):
+    _, paths, _ = lesion_folder
+    loader = ImageLoader(size=(16, 16), resize="pad")
+    assert clone(loader).get_params() == loader.get_params()
+    assert loader.set_params(size=(8, 8)) is loader and loader.size == (8, 8)
+    restored = pickle.loads(pickle.dumps(loader.fit(paths)))
+    np.testing.assert_array_equal(restored.transform(paths[:2]), loader.transform(paths[:2]))
+    # Stateless: transform works unfitted too, as the requires_fit tag says.
+    assert ImageLoader().__sklearn_tags__().requires_fit is False
+    assert ImageLoader(size=(8, 8)).transform(paths[:1]).shape == (1, 8, 8, 3)
+
+
+@pytest.mark.parametrize(
+    "params, X, message",
+    [
+        ({"size": (0, 10)}, ["a.png"], "size must be a pair of positive integers"),
+        ({"size": 32}, ["a.png"], "size must be a pair"),
+        ({"resize": "zoom"}, ["a.png"], "resize must be one of"),
+        ({}, np.zeros((2, 3)), "1-D sequence of image file paths"),
+    ],
+)
+def test_image_loader_errors(params, X, message):
+    with pytest.raises(ValueError, match=message):
+        ImageLoader(**params).fit(X)
+
+
+def test_image_loader_names_the_corrupt_file(lesion_folder, tmp_path):
+    _, paths, _ = lesion_folder
+    bad = tmp_path / "ISIC_broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 garbage")
+    with pytest.raises(ImageReadError, match="ISIC_broken.jpg"):
+        ImageLoader(size=(8, 8)).fit_transform([*paths[:3], str(bad)])
+
+
+# ---------------------------------------------------------------- array transformers
+def test_image_resizer_layouts():
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 10, 12, 3), dtype=np.uint8)
+    assert ImageResizer(size=(5, 6)).fit_transform(rgb).shape == (3, 5, 6, 3)
+    grey = rgb[..., 0]
+    assert ImageResizer(size=(5, 6)).fit_transform(grey).shape == (3, 5, 6)
+    flat = rgb.reshape(3, -1).astype(np.float32)
+    out = ImageResizer(size=(5, 6), image_shape=(10, 12, 3)).fit_transform(flat)
+    assert out.shape == (3, 90) and out.dtype == np.float32
+    constant = np.full((1, 8, 8, 3), 77, dtype=np.uint8)
+    np.testing.assert_array_equal(ImageResizer(size=(4, 4)).fit_transform(constant), 77)
+
+
+def test_colour_constancy_neutralises_a_colour_cast():
+    X, _ = make_synthetic_lesions(n_samples=4, image_size=(32, 32), random_state=0)
+    cast = np.clip(X * np.array([1.0, 0.8, 0.6]), 0, 255).astype(np.uint8)
+    corrected = ColorConstancy().fit_transform(cast).astype(float)
+    channel_means = corrected.mean(axis=(1, 2))
+    spread_before = np.ptp(cast.astype(float).mean(axis=(1, 2)), axis=1)
+    spread_after = np.ptp(channel_means, axis=1)
+    assert (spread_after < 0.5 * spread_before).all()
+
+
+def test_transformers_in_a_pipeline(lesion_folder):
+    _, paths, _ = lesion_folder
+    pipe = Pipeline([("load", ImageLoader(size=(20, 20))), ("light", ColorConstancy()),
+                     ("resize", ImageResizer(size=(10, 10)))])
+    assert pipe.fit_transform(paths[:4]).shape == (4, 10, 10, 3)
+
+
+# ---------------------------------------------------------------- data-set loaders
+def test_load_image_folder(tmp_path):
+    X, y = make_synthetic_lesions(n_samples=9, n_classes=3, image_size=(8, 8), random_state=0)
+    save_image_folder(X, y, tmp_path / "data", format="jpg")
+    (tmp_path / "data" / "README.txt").write_text("ignored")
+    paths, labels = load_image_folder(tmp_path / "data")
+    assert len(paths) == 9 and sorted(set(labels)) == sorted(set(y))
+    assert all(str(p).startswith(str(tmp_path / "data" / lab)) for p, lab in zip(paths, labels))
+
+
+def test_load_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_image_folder(tmp_path / "nowhere")
+    (tmp_path / "empty_root").mkdir()
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        load_image_folder(tmp_path / "empty_root")
+    (tmp_path / "tree" / "nevus").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "tree" / "nevus" / "a.png")
+    (tmp_path / "tree" / "melanoma").mkdir()
+    with pytest.raises(ValueError, match="melanoma.*holds no images"):
+        load_image_folder(tmp_path / "tree")
+
+
+def test_synthetic_lesions_are_reproducible_and_balanced():
+    X1, y1 = make_synthetic_lesions(n_samples=30, n_classes=5, random_state=3)
+    X2, y2 = make_synthetic_lesions(n_samples=30, n_classes=5, random_state=3)
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+    assert set(np.unique(y1, return_counts=True)[1]) == {6}
+    with pytest.raises(ValueError, match="n_classes"):
+        make_synthetic_lesions(n_classes=9)
+
+
+@pytest.mark.realdata
+def test_load_ham10000_counts():
+    root = require_ham10000()
+    paths, labels, groups, metadata = load_ham10000(root, return_metadata=True)
+    assert len(paths) == 10015
+    assert sorted(set(labels)) == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert len(set(groups)) == 7470
+    assert set(metadata) >= {"age", "sex", "localization", "image_id"}
+    assert read_image(paths[0]).shape == (150, 200, 3)
+
+
+@pytest.mark.realdata
+def test_load_dermamnist_official_split():
+    root = require_dermamnist()
+    X, y = load_dermamnist(root, split="test")
+    assert X.shape == (2005, 28, 28, 3) and X.dtype == np.uint8
+    assert (y == "nv").sum() > 1000
