@@ -1,0 +1,77 @@
+"""Networks: the offline ImageNet weights are the real ones; every backbone builds and runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skinestimator.networks import LesionNet, build_network, lite0_imagenet_state_dict
+
+
+def _batch(image: np.ndarray, size: int = 224) -> torch.Tensor:
+    resized = Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None]
+
+
+def test_lite0_weights_are_the_real_imagenet_ones():
+    skimage_data = pytest.importorskip("skimage.data")
+    net = build_network("efficientnet_lite0", None).eval()  # keep the ImageNet classifier
+    with torch.no_grad():
+        cat = net(_batch(skimage_data.chelsea())).softmax(1)[0]
+        coffee = net(_batch(skimage_data.coffee())).softmax(1)[0]
+    assert 281 <= int(cat.argmax()) <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert cat[281:286].sum() > 0.8
+    assert int(coffee.argmax()) == 967 and coffee[967] > 0.9  # espresso
+
+
+def test_weights_load_strictly_into_timm():
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model.load_state_dict(lite0_imagenet_state_dict(), strict=True)
+    state = lite0_imagenet_state_dict()
+    state["conv_stem.weight"].zero_()  # a fresh copy each time: callers may modify it
+    assert lite0_imagenet_state_dict()["conv_stem.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "seed_cnn"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_networks_take_uint8_and_float_batches(backbone, dtype):
+    net = build_network(backbone, 4).eval()
+    assert isinstance(net, LesionNet) and net.has_feature_map
+    images = torch.randint(0, 256, (2, 3, 40, 56), dtype=torch.uint8)
+    batch = images if dtype == torch.uint8 else images.float() / 255
+    with torch.no_grad():
+        logits = net(batch)
+        feature_map = net.features(net.normalize(batch))
+        assert torch.allclose(net.head(feature_map), logits, atol=1e-5)
+    assert logits.shape == (2, 4) and feature_map.ndim == 4
+    with torch.no_grad():
+        other = net(images if dtype != torch.uint8 else images.float() / 255)
+    assert torch.allclose(other, logits, atol=1e-4)  # uint8 and 0-1 float mean the same
+
+
+def test_finetune_choices_freeze_the_right_parameters():
+    def trainable(net):
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+    full = build_network("efficientnet_lite0", 7, pretrained=False)
+    head = build_network("efficientnet_lite0", 7, pretrained=False, finetune="head")
+    last_two = build_network("efficientnet_lite0", 7, pretrained=False, finetune=2)
+    assert trainable(head) == 1280 * 7 + 7
+    assert trainable(head) < trainable(last_two) < trainable(full)
+    head.train()
+    assert not head.body.bn1.training and head.body.classifier.training
+    with pytest.raises(ValueError, match="finetune"):
+        build_network(lambda n: torch.nn.Linear(3, n), 2, finetune="head")
+
+
+def test_unknown_and_offline_backbones_fail_clearly():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_network("resnet_made_up", 2)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        build_network(lambda n: "not a module", 2)
+    net = build_network("resnet18", 2, pretrained=False)  # any timm name, from scratch
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
