@@ -19,7 +19,6 @@ from skinestimator import (
     ImageReadError,
     SkinLesionClassifier,
     load_ham10000,
-    make_synthetic_lesions,
 )
 from tests.conftest import require_ham10000
 
