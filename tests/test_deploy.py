@@ -1,0 +1,244 @@
+"""Safe model files (safetensors + JSON model card + SHA-256) and ONNX export."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save as st_save
+
+from skinestimator import SkinLesionClassifier, make_synthetic_lesions, save_image_folder
+from skinestimator.deploy import (
+    ModelFileError,
+    _model_file,
+    export_onnx,
+    load_model,
+    read_model_card,
+    save_model,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic_lesions(n_samples=48, image_size=(32, 32), n_classes=3, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y = data
+    return SkinLesionClassifier(
+        backbone="seed_cnn", max_epochs=2, image_size=(32, 32), random_state=0
+    ).fit(X, y)
+
+
+@pytest.fixture()
+def model_file(fitted, tmp_path):
+    path = tmp_path / "model.skin"
+    save_model(fitted, path, training_data={"class_counts": {"a": 1}}, notes="unit test")
+    return path
+
+
+def _assert_refused(path, *words):
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message, "messages must fit on one line"
+    assert str(path) in message, "messages must name the file"
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    return message
+
+
+def test_round_trip_gives_identical_predictions(fitted, data, model_file, tmp_path):
+    X, _ = data
+    loaded = load_model(model_file)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
+    assert loaded.classes_.dtype.kind == "U"
+    assert loaded.image_size_ == fitted.image_size_
+    assert loaded.get_params() == {**fitted.get_params(), "callbacks": None}
+    # And through image files, the path most users take.
+    paths = save_image_folder(X[:6], np.asarray(["x"] * 6), tmp_path / "imgs")
+    np.testing.assert_array_equal(loaded.predict_proba(list(paths)),
+                                  fitted.predict_proba(list(paths)))
+
+
+def test_model_card_records_what_a_reader_needs(fitted, model_file):
+    card = read_model_card(model_file)
+    assert card["classes"] == list(fitted.classes_)
+    assert card["backbone"] == "seed_cnn"
+    assert card["preprocessing"]["image_size"] == [32, 32]
+    assert card["params"]["max_epochs"] == 2 and card["params_tuples"] == ["image_size"]
+    assert card["versions"]["torch"] == torch.__version__
+    assert card["training_data"] == {"class_counts": {"a": 1}}
+    assert card["notes"] == "unit test"
+    assert len(card["history"]) == len(fitted.history_)
+    assert len(card["sha256"]) == 64
+    # The metrics default to the validation scores of the epoch whose weights were kept.
+    assert 0.0 <= card["metrics"]["valid_bacc"] <= 1.0
+    # The file is an ordinary safetensors file, readable by other tools.
+    (n_header,) = struct.unpack("<Q", model_file.read_bytes()[:8])
+    header = json.loads(model_file.read_bytes()[8 : 8 + n_header])
+    assert header["__metadata__"]["format"] == "skinestimator-model"
+
+
+def test_one_byte_changed_is_refused(model_file):
+    original = model_file.read_bytes()
+    (n_header,) = struct.unpack("<Q", original[:8])
+    card_at = original.index(b'\\"backbone\\"')  # inside the JSON model card
+    positions = {
+        "weights": len(original) - 5,
+        "weights_start": 8 + n_header + 3,
+        "model_card": card_at + 3,
+        "length_prefix": 0,
+    }
+    for where, position in positions.items():
+        damaged = bytearray(original)
+        damaged[position] ^= 0x01
+        model_file.write_bytes(bytes(damaged))
+        message = _assert_refused(model_file)
+        if where in ("weights", "weights_start", "model_card"):
+            assert "integrity check failed" in message, (where, message)
+    model_file.write_bytes(original)
+    load_model(model_file)  # the undamaged bytes still load
+
+
+def test_truncated_file_is_refused(model_file):
+    original = model_file.read_bytes()
+    model_file.write_bytes(original[: len(original) // 2])
+    _assert_refused(model_file, "truncated")
+    model_file.write_bytes(original[:20])
+    _assert_refused(model_file, "truncated")
+    model_file.write_bytes(original[:5])
+    _assert_refused(model_file, "truncated")
+    model_file.write_bytes(b"")
+    _assert_refused(model_file, "empty")
+    model_file.write_bytes(original + b"\0")
+    _assert_refused(model_file, "unexpected bytes")
+
+
+class _Exploit:
+    """Unpickling this would create a marker file: the loader must never do it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_never_unpickles(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.skin"
+    path.write_bytes(pickle.dumps(_Exploit(str(marker))))
+    _assert_refused(path, "pickle")
+    assert not marker.exists()
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    _assert_refused(tmp_path / "weights.pt", "pickle")
+
+
+def test_other_files_are_refused_clearly(tmp_path):
+    _assert_refused(tmp_path / "missing.skin", "not found")
+    _assert_refused(tmp_path, "folder")
+    text = tmp_path / "notes.skin"
+    text.write_text("hello, this is not a model at all")
+    _assert_refused(text, "not a skinestimator model file")
+    plain = tmp_path / "plain.safetensors"
+    plain.write_bytes(st_save({"w": torch.zeros(3)}))
+    _assert_refused(plain, "not a skinestimator model file")
+
+
+def _rewrite(path, *, card=None, state=None, format_version=None):
+    """Write a validly signed file with changed content (what a newer version might write)."""
+    from safetensors.torch import load as st_load
+
+    old_card = read_model_card(path)
+    old_card.pop("sha256")
+    metadata = {
+        "format": "skinestimator-model",
+        "format_version": str(format_version or _model_file.FORMAT_VERSION),
+        "model_card": json.dumps(card or old_card),
+    }
+    tensors = state if state is not None else st_load(path.read_bytes())
+    metadata["sha256"] = _model_file._digest(metadata, tensors)
+    path.write_bytes(st_save(tensors, metadata=metadata))
+
+
+def test_incompatible_files_are_refused(model_file):
+    original = model_file.read_bytes()
+    _rewrite(model_file, format_version=2)
+    _assert_refused(model_file, "format version")
+
+    model_file.write_bytes(original)
+    card = read_model_card(model_file)
+    card["params"]["quantum_flux"] = 3
+    _rewrite(model_file, card=card)
+    _assert_refused(model_file, "quantum_flux", "upgrade")
+
+    model_file.write_bytes(original)
+    state = {"body.blocks.0.0.weight": torch.zeros(4, 3, 3, 3)}
+    _rewrite(model_file, state=state)
+    _assert_refused(model_file, "do not fit")
+
+
+def test_integer_classes_keep_their_type(tmp_path):
+    X, y = make_synthetic_lesions(n_samples=12, image_size=(16, 16), n_classes=2,
+                                  random_state=1)
+    y = np.where(y == y[0], 3, 7)
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, random_state=0,
+                               validation_fraction=None).fit(X, y)
+    save_model(clf, tmp_path / "int.skin")
+    loaded = load_model(tmp_path / "int.skin")
+    assert loaded.classes_.dtype.kind == "i"
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_unfitted_and_pickle(fitted, data, tmp_path):
+    with pytest.raises(ModelFileError, match="not fitted"):
+        save_model(SkinLesionClassifier(), tmp_path / "x.skin")
+    assert not os.path.exists(tmp_path / "x.skin")
+    # Pickle / joblib keep working (for files from a trusted source only).
+    joblib.dump(fitted, tmp_path / "clf.joblib")
+    X, _ = data
+    np.testing.assert_array_equal(joblib.load(tmp_path / "clf.joblib").predict_proba(X),
+                                  fitted.predict_proba(X))
+
+
+def test_onnx_probabilities_match_predict_proba(fitted, data, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    X, _ = data
+    path = export_onnx(fitted, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = fitted.to_image_array(X)
+    assert images.dtype == np.uint8
+    expected = fitted.predict_proba(X)
+    onnx_proba = session.run(None, {"image": images})[0]
+    assert onnx_proba.shape == expected.shape
+    np.testing.assert_allclose(onnx_proba, expected, atol=1e-4, rtol=0)
+    # The batch axis is dynamic and the classes travel with the file.
+    single = session.run(None, {"image": images[:1]})[0]
+    np.testing.assert_allclose(single, expected[:1], atol=1e-4, rtol=0)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == list(fitted.classes_)
+    assert json.loads(meta["image_size"]) == [32, 32]
+
+
+def test_onnx_includes_test_time_augmentation(fitted, data, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    X, _ = data
+    fitted.set_params(tta=True)
+    try:
+        path = export_onnx(fitted, tmp_path / "tta.onnx")
+        expected = fitted.predict_proba(X[:8])
+    finally:
+        fitted.set_params(tta=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": fitted.to_image_array(X[:8])})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert np.abs(got - fitted.predict_proba(X[:8])).max() > 1e-6, "tta must change the output"

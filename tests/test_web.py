@@ -1,0 +1,286 @@
+"""The upload page: in-process checks with Starlette's TestClient, then real headless Chromium
+driving ``skinestimator serve`` over the Chrome DevTools protocol."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinestimator import SkinLesionClassifier, make_synthetic_lesions
+from skinestimator.deploy import load_model, save_model
+from skinestimator.web import NOTICE, create_app
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    X, y = make_synthetic_lesions(n_samples=60, image_size=(32, 32), n_classes=4, random_state=0)
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=3, random_state=0).fit(X, y)
+    path = tmp_path_factory.mktemp("web") / "model.skin"
+    save_model(clf, path, training_data={"class_counts": {"a": 30, "b": 30}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def clf(model_path):
+    return load_model(model_path)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A photo-sized JPEG (not the model's input size) of a synthetic lesion."""
+    X, _ = make_synthetic_lesions(n_samples=1, image_size=(150, 200), n_classes=4,
+                                  random_state=3)
+    path = tmp_path_factory.mktemp("photos") / "lesion.jpg"
+    Image.fromarray(X[0]).save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(clf):
+    from starlette.testclient import TestClient
+
+    return TestClient(create_app(clf, top_k=3, max_upload_bytes=200_000))
+
+
+def test_page_shows_the_notice_and_the_form(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "not a diagnosis" in response.text and "id='notice'" in response.text
+    assert "type='file'" in response.text and "enctype='multipart/form-data'" in response.text
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert client.get("/static/app.js").headers["content-type"].startswith(
+        "application/javascript")
+
+
+def test_upload_shows_top_k_and_overlay(client, clf, photo):
+    response = client.post("/", files={"image": ("lesion.jpg", photo.read_bytes(),
+                                                 "image/jpeg")})
+    assert response.status_code == 200, response.text[-500:]
+    assert response.text.count("class='prediction'") == 3
+    assert "id='overlay'" in response.text and "data:image/png;base64," in response.text
+    top = clf.predict([str(photo)])[0]
+    assert f"<td class='label'>{top}</td>" in response.text.split("class='prediction'")[1]
+
+
+def test_api_returns_sorted_probabilities(client, clf, photo):
+    response = client.post("/api/predict", files={"image": ("x.jpg", photo.read_bytes())})
+    body = response.json()
+    probabilities = [p["probability"] for p in body["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    np.testing.assert_allclose(probabilities[0], clf.predict_proba([str(photo)]).max())
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"])))
+    assert overlay.size[0] >= 256
+    assert body["notice"] == NOTICE
+
+
+def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, photo):
+    cases = [
+        ({"image": ("notes.txt", b"hello, not an image", "text/plain")}, 415,
+         "is not an image"),
+        ({"image": ("fake.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 200, "image/png")}, 415,
+         "could not be decoded"),
+        ({"image": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 300_000, "image/jpeg")}, 413,
+         "too large"),
+        ({"image": ("empty.jpg", b"", "image/jpeg")}, 400, "is empty"),
+        ({"other": ("x.jpg", b"123", "image/jpeg")}, 400, "choose a photo"),
+    ]
+    for files, status, text in cases:
+        response = client.post("/", files=files)
+        assert response.status_code == status, (files, response.status_code)
+        assert "id='error'" in response.text and text in response.text, text
+        assert "not a diagnosis" in response.text
+    ok = client.post("/", files={"image": ("lesion.jpg", photo.read_bytes(), "image/jpeg")})
+    assert ok.status_code == 200 and "id='overlay'" in ok.text
+
+
+# ----------------------------------------------------------------------------------------------
+# real browser
+
+
+def _find_chromium() -> str | None:
+    for name in (os.environ.get("SKINESTIMATOR_CHROMIUM"), "chromium", "chromium-browser",
+                 "google-chrome", "google-chrome-stable"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class Chromium:
+    """Just enough of the Chrome DevTools protocol: navigate, evaluate, upload, screenshot.
+
+    Talking to the browser directly needs only Debian's ``chromium`` (no chromedriver, no
+    browser download) and the small ``websocket-client`` package.
+    """
+
+    def __init__(self, binary: str):
+        import websocket
+
+        self.profile = tempfile.mkdtemp(prefix="skinestimator-chromium-")
+        self.process = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "--window-size=1200,1000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and "\n" in port_file.read_text()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("headless chromium did not start")
+            time.sleep(0.1)
+        port = int(port_file.read_text().splitlines()[0])
+        pages = []
+        while not pages and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as reply:
+                pages = [t for t in json.load(reply) if t["type"] == "page"]
+            time.sleep(0.1)
+        self.socket = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60,
+                                                  suppress_origin=True)
+        self._ids = itertools.count(1)
+        self.send("Page.enable")
+
+    def send(self, method: str, **params):
+        call = next(self._ids)
+        self.socket.send(json.dumps({"id": call, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == call:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def js(self, expression: str):
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+    def upload(self, selector: str, path: Path) -> None:
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        self.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(data["data"]))
+        return path
+
+    def close(self) -> None:
+        if getattr(self, "socket", None) is not None:
+            self.socket.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture()
+def served(model_path):
+    """``skinestimator serve MODEL`` as a user starts it, on a free port of 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skinestimator.cli", "serve", str(model_path), "--port",
+         str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2) as reply:
+                if reply.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.communicate(timeout=5)[0] if process.poll() is not None else ""
+            process.kill()
+            raise AssertionError(f"skinestimator serve did not start: {output}")
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    output = process.communicate(timeout=20)[0]
+    assert "127.0.0.1" in output, output  # the default bind address, as announced
+
+
+@pytest.mark.browser
+def test_browser_upload_shows_predictions_and_heatmap(served, clf, photo, tmp_path):
+    binary = _find_chromium()
+    if binary is None:
+        pytest.skip("no chromium found (install Debian's 'chromium' package or set "
+                    "SKINESTIMATOR_CHROMIUM)")
+    pytest.importorskip("websocket", reason="the browser test needs 'websocket-client'")
+    browser = Chromium(binary)
+    try:
+        browser.send("Page.navigate", url=served)
+        browser.wait_for("document.readyState === 'complete' && "
+                         "!!document.getElementById('file-input')")
+        notice = browser.js("(() => { const n = document.getElementById('notice');"
+                            " return [n.innerText, n.getBoundingClientRect().height]; })()")
+        assert "not a diagnosis" in notice[0] and notice[1] > 20
+
+        # Choosing a file submits the form by itself, as for a user.
+        browser.upload("#file-input", photo)
+        browser.wait_for("document.querySelectorAll('#predictions tr.prediction').length > 0")
+        browser.wait_for("(() => { const i = document.getElementById('overlay');"
+                         " return i && i.complete && i.naturalWidth > 0; })()")
+        rows = browser.js("[...document.querySelectorAll('#predictions tr.prediction')]"
+                          ".map(r => [r.querySelector('.label').innerText,"
+                          " parseFloat(r.querySelector('.probability').innerText)])")
+        assert len(rows) == 3
+        assert rows[0][0] == clf.predict([str(photo)])[0]
+        assert [p for _, p in rows] == sorted((p for _, p in rows), reverse=True)
+        shot = browser.screenshot(tmp_path / "page-after-upload.png")
+        if os.environ.get("SKINESTIMATOR_SCREENSHOT_DIR"):
+            shutil.copy(shot, Path(os.environ["SKINESTIMATOR_SCREENSHOT_DIR"]) / shot.name)
+        # The heatmap is on screen: the overlay's area of the screenshot holds jet colours.
+        box = browser.js("(() => { const r = document.getElementById('overlay')"
+                         ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height];"
+                         " })()")
+        scale = Image.open(shot).width / browser.js("window.innerWidth")
+        left, top, width, height = (int(v * scale) for v in box)
+        region = np.asarray(Image.open(shot).convert("RGB"))[top : top + height,
+                                                             left : left + width]
+        assert width > 100 and height > 100
+        assert region.std(axis=(0, 1)).mean() > 10, "the overlay must not be blank"
+
+        # A non-image is answered in the page, and the server keeps serving.
+        text_file = tmp_path / "notes.txt"
+        text_file.write_text("not a photo")
+        browser.upload("#file-input", text_file)
+        message = browser.wait_for("(() => { const e = document.getElementById('error');"
+                                   " return e && e.innerText; })()")
+        assert "not an image" in message
+        browser.screenshot(tmp_path / "page-after-bad-upload.png")
+        browser.upload("#file-input", photo)
+        browser.wait_for("document.querySelectorAll('#predictions tr.prediction').length > 0")
+    finally:
+        browser.close()
