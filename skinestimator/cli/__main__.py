@@ -1,0 +1,7 @@
+"""``python -m skinestimator.cli``: the same as the ``skinestimator`` console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

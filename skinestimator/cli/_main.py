@@ -1,0 +1,783 @@
+"""The ``skinestimator`` command: train, evaluate, predict, explain, serve, export, info, demo.
+
+Heavy imports (torch, skorch) happen inside the commands so that ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import (
+    EXIT_DATA,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_MODEL,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    one_line,
+)
+
+PROG = "skinestimator"
+
+# ----------------------------------------------------------------------------------------------
+# helpers shared by the commands
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """``224`` or ``150x200`` (height x width)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 8 or max(values) > 4096:
+        raise argparse.ArgumentTypeError(
+            f"image size must be 8 to 4096 pixels, as SIZE or HEIGHTxWIDTH; got {text!r}"
+        )
+    return values[0], values[1]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _finetune(text: str):
+    if text in ("all", "head"):
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all', 'head' or a number of stages, got {text!r}"
+        ) from None
+
+
+def _say(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _no_bar(args) -> bool | None:
+    # None lets tqdm decide: bars on a terminal, none when stderr is a file or a pipe.
+    return True if getattr(args, "quiet", False) else None
+
+
+def _load_folder(data_dir: str):
+    from skinestimator import load_image_folder
+
+    try:
+        return load_image_folder(data_dir)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        raise CLIError(one_line(exc), EXIT_DATA) from exc
+
+
+def _load_model(path: str):
+    from skinestimator.deploy import ModelFileError, load_model
+
+    try:
+        return load_model(path)
+    except ModelFileError as exc:
+        raise CLIError(one_line(exc), EXIT_MODEL) from exc
+
+
+def _image_paths(items: Sequence[str]) -> list[str]:
+    """Expand folders (recursively, sorted) into image files; files are kept as given."""
+    from skinestimator.images import IMAGE_EXTENSIONS
+
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                raise CLIError(f"folder '{item}' holds no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)})", EXIT_DATA)
+            out.extend(found)
+        elif path.is_file():
+            out.append(str(path))
+        else:
+            raise CLIError(f"image file or folder not found: '{item}'", EXIT_DATA)
+    return out
+
+
+def _data_errors():
+    """Exceptions that mean "a file in the user's data is bad" while reading images."""
+    from skinestimator.images import ImageReadError
+
+    return (ImageReadError,)
+
+
+def _top_k(proba: np.ndarray, classes, k: int):
+    k = max(1, min(k, proba.shape[1]))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return [[(str(classes[j]), float(row[j])) for j in idx] for row, idx in zip(proba, order)]
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+def _grouping(paths, metadata: str, group_column: str, id_column: str):
+    """Group label of each image from a metadata CSV, matched on the image's file name."""
+    try:
+        with open(metadata, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            for needed in (group_column, id_column):
+                if needed not in columns:
+                    raise CLIError(
+                        f"metadata '{metadata}' has no column '{needed}' "
+                        f"(columns: {', '.join(columns) or 'none'})",
+                        EXIT_DATA,
+                    )
+            lookup = {row[id_column].strip(): row[group_column].strip() for row in reader}
+    except FileNotFoundError:
+        raise CLIError(f"metadata file not found: '{metadata}'", EXIT_DATA) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CLIError(f"metadata '{metadata}' is not a readable CSV: {one_line(exc)}",
+                       EXIT_DATA) from exc
+    groups, missing = [], []
+    for p in paths:
+        name = Path(p)
+        group = lookup.get(name.stem, lookup.get(name.name))
+        if group is None or group == "":
+            missing.append(name.name)
+        groups.append(group)
+    if missing:
+        raise CLIError(
+            f"{len(missing)} image(s) have no row in '{metadata}' (matched on column "
+            f"'{id_column}' = file name without extension), e.g. '{missing[0]}'",
+            EXIT_DATA,
+        )
+    return np.asarray(groups, dtype=object)
+
+
+def _grouped_holdout(labels, groups, fraction: float, seed: int):
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_splits = max(2, round(1.0 / fraction))
+    n_groups = len(np.unique(groups))
+    if n_groups < n_splits:
+        raise CLIError(
+            f"only {n_groups} groups in the metadata: too few to hold out "
+            f"{fraction:.0%} of them for validation; lower --validation-fraction or use 0",
+            EXIT_DATA,
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # Rare classes smaller than n_splits make sklearn warn; the split is still valid.
+        warnings.simplefilter("ignore", UserWarning)
+        train_idx, valid_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return train_idx, valid_idx
+
+
+def cmd_train(args) -> int:
+    from skinestimator import SkinLesionClassifier
+    from skinestimator.deploy import save_model
+
+    from ._progress import epoch_progress, predict_proba_batched
+    from ._report import evaluation_metrics
+
+    paths, labels = _load_folder(args.data_dir)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise CLIError(f"'{args.data_dir}' has one class folder ({classes[0]}); a classifier "
+                       "needs at least two", EXIT_DATA)
+    output = Path(args.output)
+    if output.is_dir():
+        raise CLIError(f"-o/--output '{output}' is a folder; give a file name such as "
+                       f"'{output / 'model.skin'}'", EXIT_USAGE)
+    # Check the metadata before any output, so a mistake there is reported alone.
+    groups = None
+    if args.metadata:
+        groups = _grouping(paths, args.metadata, args.group_column, args.id_column)
+    _say(args, f"{len(paths)} images in {len(classes)} classes: "
+               + ", ".join(f"{c} {n}" for c, n in zip(classes, counts)))
+
+    params = dict(
+        backbone=args.backbone, image_size=args.image_size, max_epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, finetune=args.finetune,
+        class_weight="balanced" if args.balanced else None, patience=args.patience,
+        augment=not args.no_augment, tta=args.tta, random_state=args.seed, device=args.device,
+        validation_fraction=args.validation_fraction or None,
+    )
+    if args.num_workers is not None:
+        params["num_workers"] = args.num_workers
+    if args.pretrained is not None:
+        params["pretrained"] = args.pretrained
+
+    train_idx = np.arange(len(paths))
+    valid_idx = None
+    metrics = None
+    if groups is not None:
+        if args.validation_fraction:
+            # The classifier's own validation split is not grouped: images of one lesion would
+            # land on both sides and inflate the score that picks the best epoch. Hold out
+            # whole groups here instead and train on the rest.
+            train_idx, valid_idx = _grouped_holdout(labels, groups, args.validation_fraction,
+                                                    args.seed)
+            params["validation_fraction"] = None
+            _say(args, f"validation: {len(valid_idx)} images of "
+                       f"{len(np.unique(groups[valid_idx]))} '{args.group_column}' groups held "
+                       "out (no group on both sides)")
+    try:
+        clf = SkinLesionClassifier(**params)
+        clf.set_params(callbacks=[epoch_progress(args.epochs, disable=_no_bar(args))])
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            clf.fit(paths[train_idx], labels[train_idx])
+        elapsed = time.perf_counter() - started
+    except _data_errors() as exc:
+        raise CLIError(one_line(exc), EXIT_DATA) from exc
+    except ValueError as exc:
+        raise CLIError(f"cannot train: {one_line(exc)}", EXIT_USAGE) from exc
+    # The progress callback is a property of this run, not of the model.
+    clf.set_params(callbacks=None)
+
+    if valid_idx is not None:
+        proba = predict_proba_batched(clf, paths[valid_idx], desc="validating",
+                                      disable=_no_bar(args))
+        scores = evaluation_metrics(labels[valid_idx], proba, clf.classes_)
+        metrics = {
+            "balanced_accuracy": scores["balanced_accuracy"],
+            "accuracy": scores["accuracy"],
+            "macro_roc_auc": scores["macro_roc_auc"],
+            "n_images": scores["n_images"],
+            "split": f"hold-out of whole '{args.group_column}' groups "
+                     f"({args.validation_fraction:.0%})",
+        }
+    train_counts = dict(zip(*np.unique(labels[train_idx], return_counts=True), strict=True))
+    training_data = {
+        "class_counts": {str(k): int(v) for k, v in train_counts.items()},
+        "n_images": int(len(train_idx)),
+        "folder": Path(args.data_dir).name,
+    }
+    if args.metadata:
+        training_data["grouped_by"] = args.group_column
+    save_model(clf, output, metrics=metrics, training_data=training_data, notes=args.notes)
+
+    summary = f"saved {output} ({len(clf.history_)} epochs, {elapsed:.0f} s)"
+    if metrics:
+        summary += (f"; held-out balanced accuracy {metrics['balanced_accuracy']:.3f} on "
+                    f"{metrics['n_images']} images")
+    elif clf.history_ and clf.history_[-1].get("valid_bacc") is not None:
+        best = max(row.get("valid_bacc", 0) for row in clf.history_)
+        summary += f"; best validation balanced accuracy {best:.3f} (split not grouped)"
+    print(summary)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _evaluate(clf, data_dir: str, *, args, report: str | None, model_name: str) -> dict:
+    from ._progress import predict_proba_batched
+    from ._report import evaluation_html, evaluation_metrics, metrics_table
+
+    paths, labels = _load_folder(data_dir)
+    known = {str(c) for c in clf.classes_}
+    unknown = sorted(set(map(str, labels)) - known)
+    if unknown:
+        raise CLIError(
+            f"'{data_dir}' has class folders the model was not trained on: "
+            f"{', '.join(unknown)} (model classes: {', '.join(sorted(known))})",
+            EXIT_DATA,
+        )
+    # Folder names are strings; map them onto the model's classes (which may be integers).
+    by_name = {str(c): c for c in clf.classes_}
+    y_true = np.asarray([by_name[str(label)] for label in labels], dtype=object)
+    try:
+        proba = predict_proba_batched(clf, paths, desc="evaluating", disable=_no_bar(args))
+    except _data_errors() as exc:
+        raise CLIError(one_line(exc), EXIT_DATA) from exc
+    classes = np.asarray(clf.classes_, dtype=object)
+    metrics = evaluation_metrics(y_true, proba, classes)
+    print(metrics_table(metrics))
+    if report:
+        page = evaluation_html(metrics, getattr(clf, "model_card_", None),
+                               model_name=model_name, data_name=str(data_dir),
+                               y_true=y_true, proba=proba)
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(page, encoding="utf-8")
+        print(f"report written to {report}")
+    return metrics
+
+
+def cmd_evaluate(args) -> int:
+    clf = _load_model(args.model)
+    metrics = _evaluate(clf, args.data_dir, args=args, report=args.report,
+                        model_name=Path(args.model).name)
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# predict
+
+
+def _format_predictions(paths, top, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(
+            [{"image": p, "predictions": [{"label": c, "probability": round(q, 6)}
+                                          for c, q in row]} for p, row in zip(paths, top)],
+            indent=2,
+        )
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["image", "rank", "label", "probability"])
+        for p, row in zip(paths, top):
+            for rank, (c, q) in enumerate(row, start=1):
+                writer.writerow([p, rank, c, f"{q:.6f}"])
+        return buffer.getvalue().rstrip("\n")
+    width = max([len("image"), *(len(p) for p in paths)])
+    k = len(top[0]) if top else 0
+    header = f"{'image':<{width}}  " + "  ".join(f"{'top ' + str(i + 1):<22}" for i in range(k))
+    lines = [header.rstrip()]
+    for p, row in zip(paths, top):
+        cells = "  ".join(f"{c[:14] + ' ' + f'{100 * q:5.1f}%':<22}" for c, q in row)
+        lines.append(f"{p:<{width}}  {cells}".rstrip())
+    return "\n".join(lines)
+
+
+def cmd_predict(args) -> int:
+    from ._progress import predict_proba_batched
+
+    clf = _load_model(args.model)
+    paths = _image_paths(args.images)
+    try:
+        proba = predict_proba_batched(clf, paths, desc="predicting", disable=_no_bar(args))
+    except _data_errors() as exc:
+        raise CLIError(one_line(exc), EXIT_DATA) from exc
+    top = _top_k(proba, clf.classes_, args.top_k)
+    text = _format_predictions(paths, top, args.format)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        _say(args, f"predictions for {len(paths)} images written to {args.output}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# explain
+
+
+def _write_overlay(clf, image: str, output: str, *, target=None, alpha=0.45, size=384):
+    from PIL import Image
+
+    from skinestimator.explain import explain, overlay_heatmap
+
+    try:
+        arrays = clf.to_image_array([image])
+    except _data_errors() as exc:
+        raise CLIError(one_line(exc), EXIT_DATA) from exc
+    proba = np.asarray(clf.predict_proba(arrays))[0]
+    if target is None:
+        label = clf.classes_[int(np.argmax(proba))]
+    else:
+        matches = [c for c in clf.classes_ if str(c) == str(target)]
+        if not matches:
+            raise CLIError(f"--target {target!r} is not one of the model's classes: "
+                           f"{', '.join(map(str, clf.classes_))}", EXIT_USAGE)
+        label = matches[0]
+    heatmap = explain(clf, arrays, target=label)[0]
+    height, width = arrays.shape[1:3]
+    scale = size / max(height, width)
+    overlay = overlay_heatmap(arrays[0], heatmap, alpha=alpha,
+                              size=(round(height * scale), round(width * scale)))
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(overlay).save(out)
+    except (ValueError, KeyError) as exc:
+        raise CLIError(f"cannot write '{output}': use a .png or .jpg file name "
+                       f"({one_line(exc)})", EXIT_USAGE) from exc
+    index = list(clf.classes_).index(label)
+    return label, float(proba[index])
+
+
+def cmd_explain(args) -> int:
+    clf = _load_model(args.model)
+    if not Path(args.image).is_file():
+        raise CLIError(f"image file not found: '{args.image}'", EXIT_DATA)
+    label, p = _write_overlay(clf, args.image, args.output, target=args.target,
+                              alpha=args.alpha, size=args.size)
+    print(f"{args.output}: Grad-CAM of class '{label}' (probability {p:.3f}) for {args.image}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# serve / export / info
+
+
+def cmd_serve(args) -> int:
+    import socket
+
+    from skinestimator.web import serve
+
+    clf = _load_model(args.model)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn does: connections of a previous run in TIME_WAIT must not block us.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+                       "choose another --port or --host", EXIT_USAGE) from exc
+    serve(clf, host=args.host, port=args.port, top_k=args.top_k,
+          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from skinestimator.deploy import export_onnx
+
+    clf = _load_model(args.model)
+    try:
+        export_onnx(clf, args.output)
+    except ImportError as exc:
+        raise CLIError(one_line(exc), EXIT_USAGE) from exc
+    print(f"wrote {args.output}: input 'image' uint8 (batch, {clf.image_size_[0]}, "
+          f"{clf.image_size_[1]}, 3) RGB, output 'probabilities' for classes "
+          f"{', '.join(map(str, clf.classes_))}")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from skinestimator.deploy import ModelFileError, read_model_card
+
+    try:
+        card = read_model_card(args.model)
+    except ModelFileError as exc:
+        raise CLIError(one_line(exc), EXIT_MODEL) from exc
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return EXIT_OK
+    pre = card.get("preprocessing") or {}
+    counts = (card.get("training_data") or {}).get("class_counts") or {}
+    lines = [
+        f"model file   {args.model} (integrity OK, sha256 {card['sha256'][:16]}...)",
+        f"classes      {', '.join(map(str, card['classes']))}",
+        f"backbone     {card.get('backbone')}, input {pre.get('image_size')}",
+        "trained on   " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "unknown"),
+        "metrics      " + (", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in (card.get("metrics") or {}).items()) or "none recorded"),
+        f"epochs       {len(card.get('history') or [])}",
+        f"created      {card.get('created')} with "
+        + ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items()),
+    ]
+    if card.get("notes"):
+        lines.append(f"notes        {card['notes']}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# demo
+
+
+def cmd_demo(args) -> int:
+    import tempfile
+
+    from skinestimator import SkinLesionClassifier, make_synthetic_lesions, save_image_folder
+    from skinestimator.deploy import load_model, save_model
+
+    from ._progress import epoch_progress
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size = args.image_size
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="skinestimator-demo-") as tmp:
+        _say(args, f"1/4 drawing {args.n_samples} synthetic lesion images "
+                   f"({args.n_classes} classes, {size[0]}x{size[1]} px) in {tmp}")
+        X, y = make_synthetic_lesions(n_samples=args.n_samples, image_size=size,
+                                      n_classes=args.n_classes, random_state=args.seed)
+        X_test, y_test = make_synthetic_lesions(
+            n_samples=max(args.n_classes * 10, args.n_samples // 3), image_size=size,
+            n_classes=args.n_classes, random_state=args.seed + 1)
+        train_dir, test_dir = Path(tmp) / "train", Path(tmp) / "test"
+        save_image_folder(X, y, train_dir)
+        save_image_folder(X_test, y_test, test_dir)
+
+        _say(args, f"2/4 training a small CNN (seed_cnn) for up to {args.epochs} epochs "
+                   "on the image files")
+        paths, labels = _load_folder(str(train_dir))
+        clf = SkinLesionClassifier(
+            backbone="seed_cnn", image_size=size, max_epochs=args.epochs, batch_size=32,
+            lr=3e-3, patience=None, random_state=args.seed, num_workers=0,
+            callbacks=[epoch_progress(args.epochs, disable=_no_bar(args))],
+        )
+        clf.fit(paths, labels)
+        clf.set_params(callbacks=None)
+        model_path = out / "demo-model.skin"
+        classes, counts = np.unique(labels, return_counts=True)
+        save_model(clf, model_path, training_data={
+            "class_counts": {str(c): int(n) for c, n in zip(classes, counts)},
+            "n_images": int(len(labels)),
+            "source": "make_synthetic_lesions (synthetic, not real lesions)",
+        }, notes="Demo model trained on synthetic images by `skinestimator demo`.")
+
+        _say(args, "3/4 evaluating the saved model on a separate synthetic test folder")
+        clf = load_model(model_path)  # evaluate what was written, not what is in memory
+        report = out / "demo-report.html"
+        metrics = _evaluate(clf, str(test_dir), args=args, report=str(report),
+                            model_name=model_path.name)
+
+        _say(args, "4/4 explaining one test image with Grad-CAM")
+        overlay = out / "demo-overlay.png"
+        test_paths, _ = _load_folder(str(test_dir))
+        label, p = _write_overlay(clf, test_paths[0], str(overlay))
+    elapsed = time.perf_counter() - started
+    print(
+        f"demo finished in {elapsed:.0f} s: balanced accuracy {metrics['balanced_accuracy']:.3f}"
+        f" on {metrics['n_images']} held-out synthetic images\n"
+        f"  model   {model_path}\n  report  {report}\n  overlay {overlay} ('{label}', p={p:.2f})\n"
+        f"next: skinestimator serve {model_path}"
+    )
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``skinestimator`` command."""
+    from skinestimator import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train, evaluate, explain and serve skin-lesion image classifiers. "
+                    "Research tool, not a diagnosis.",
+        epilog="Exit codes: 0 success, 1 internal error, 2 invalid command line or option, "
+               "3 problem with the images or data folder, 4 problem with the model file, "
+               "130 interrupted. Run 'skinestimator COMMAND --help' for a command's options.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback when something fails")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, help_text, description, func):
+        p = sub.add_parser(name, help=help_text, description=description,
+                           formatter_class=_Formatter)
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars or status messages")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback when something fails")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("train", "train a model on a class-per-folder image tree",
+            "Train a classifier on DATA_DIR/<class>/<image> and save it as one safe model "
+            "file (safetensors weights + JSON model card).\n\nexample:\n  skinestimator train "
+            "ham10000/images -o ham.skin --metadata HAM10000_metadata.csv "
+            "--group-column lesion_id", cmd_train)
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL",
+                   help="model file to write (e.g. model.skin)")
+    p.add_argument("--metadata", metavar="CSV",
+                   help="CSV with one row per image, used to hold out whole groups "
+                        "(lesions/patients) for validation")
+    p.add_argument("--group-column", default="lesion_id",
+                   help="metadata column naming the group of each image")
+    p.add_argument("--id-column", default="image_id",
+                   help="metadata column matching the image file name without extension")
+    p.add_argument("--backbone", default="efficientnet_lite0",
+                   help="efficientnet_lite0 (ImageNet weights), seed_cnn (small, from "
+                        "scratch) or a timm model name")
+    p.add_argument("--image-size", type=_image_size, default=None, metavar="SIZE",
+                   help="network input, SIZE or HEIGHTxWIDTH (default: 224)")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate")
+    p.add_argument("--finetune", type=_finetune, default="all",
+                   help="'all', 'head' (frozen backbone) or the number of last stages to train")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="start from random weights")
+    p.add_argument("--balanced", action="store_true",
+                   help="weigh classes inversely to their frequency in the loss")
+    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                   help="share held out to score each epoch (0: none); with --metadata whole "
+                        "groups are held out")
+    p.add_argument("--patience", type=_positive_int, default=5,
+                   help="early-stopping patience in epochs (with validation)")
+    p.add_argument("--no-augment", action="store_true", help="no training augmentation")
+    p.add_argument("--tta", action="store_true", help="test-time flip augmentation")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="image-decoding worker processes (default: automatic)")
+    p.add_argument("--notes", default=None, help="free text stored in the model card")
+
+    p = add("evaluate", "score a model on a labelled class-per-folder tree",
+            "Score MODEL on DATA_DIR/<class>/<image>: accuracy, balanced accuracy, per-class "
+            "precision/recall/AUC and the confusion matrix; optionally an HTML report.",
+            cmd_evaluate)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("--report", metavar="HTML", help="write a self-contained HTML report")
+    p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+
+    p = add("predict", "top-k conditions for images or folders of images",
+            "Predict the most probable conditions for each image (folders are searched "
+            "recursively).", cmd_predict)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
+    p.add_argument("--top-k", type=_positive_int, default=3)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    p = add("explain", "Grad-CAM heatmap overlay for one image",
+            "Write a Grad-CAM overlay showing which regions of IMAGE supported the predicted "
+            "class (or --target).", cmd_explain)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("-o", "--output", required=True, metavar="PNG", help="overlay image to write")
+    p.add_argument("--target", default=None, metavar="CLASS",
+                   help="class to explain (default: the predicted one)")
+    p.add_argument("--alpha", type=_fraction, default=0.45, help="heatmap opacity")
+    p.add_argument("--size", type=_positive_int, default=384,
+                   help="longest side of the overlay in pixels")
+
+    p = add("serve", "local web page: upload a photo, see predictions and Grad-CAM",
+            "Serve a web page for MODEL. It binds 127.0.0.1 (this computer only) unless "
+            "--host says otherwise. Stop with Ctrl+C.", cmd_serve)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--top-k", type=_positive_int, default=3)
+    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0)
+
+    p = add("export", "export a model to ONNX for mobile / edge runtimes",
+            "Write MODEL as an ONNX file: input 'image' uint8 (batch, H, W, 3) RGB at the "
+            "model's size, output 'probabilities'.", cmd_export)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", required=True, metavar="ONNX")
+
+    p = add("info", "show a model file's model card (and check its integrity)",
+            "Verify MODEL's SHA-256 and print its model card.", cmd_info)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true", help="print the whole card as JSON")
+
+    p = add("demo", "end-to-end run on synthetic images, no data needed",
+            "Draw a small synthetic lesion data set in a temporary folder, train a small CNN on "
+            "it, save, evaluate and explain it, and write a report (about a minute on a laptop "
+            "CPU).", cmd_demo)
+    p.add_argument("-o", "--output-dir", default="skinestimator-demo", metavar="DIR",
+                   help="where the model, report and overlay go")
+    p.add_argument("--n-samples", type=_positive_int, default=200)
+    p.add_argument("--n-classes", type=int, choices=range(2, 7), default=4, metavar="{2..6}")
+    p.add_argument("--image-size", type=_image_size, default=(40, 40), metavar="SIZE")
+    p.add_argument("--epochs", type=_positive_int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``skinestimator`` command line; return the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    code : int
+        0 success, 1 internal error, 2 invalid command line or option, 3 problem with the
+        images or data folder, 4 problem with the model file, 130 interrupted.
+
+    Examples
+    --------
+    >>> from skinestimator.cli import main
+    >>> main(["predict", "model.skin", "photos/", "--format", "csv"])  # doctest: +SKIP
+    0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = f"{PROG} {args.command}"
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except CLIError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{name}: error: {exc.message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `skinestimator predict ... | head` closes our stdout early: not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
+        except OSError:
+            pass
+        return EXIT_OK
+    except MemoryError:
+        print(f"{name}: error: out of memory; try a smaller --batch-size or --image-size",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"{name}: internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(run with --debug for the traceback and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL

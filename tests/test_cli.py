@@ -1,0 +1,222 @@
+"""The ``skinestimator`` command line, run as a user would (real training on tiny images)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinestimator import make_synthetic_lesions, save_image_folder
+from skinestimator.cli import main
+from skinestimator.deploy import read_model_card
+
+FAST = ["--backbone", "seed_cnn", "--image-size", "32", "--epochs", "2", "-q"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lesions")
+    X, y = make_synthetic_lesions(n_samples=48, image_size=(40, 40), n_classes=3,
+                                  random_state=0)
+    save_image_folder(X, y, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(data_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.skin"
+    assert main(["train", str(data_dir), "-o", str(path), *FAST]) == 0
+    return path
+
+
+def run(capsys, *argv):
+    """Run the command in-process; return (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors and --help
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, expected_code, *words):
+    assert code == expected_code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_train_writes_a_model_file_with_a_card(model, data_dir):
+    card = read_model_card(model)
+    assert card["backbone"] == "seed_cnn"
+    assert card["preprocessing"]["image_size"] == [32, 32]
+    assert card["training_data"]["class_counts"] == {"dark_round": 16, "pale_square": 16,
+                                                     "red_ring": 16}
+    assert card["params"]["callbacks"] is None  # the progress bar is not part of the model
+    assert len(card["history"]) == 2
+
+
+def test_predict_formats(model, data_dir, capsys):
+    images = sorted(str(p) for p in Path(data_dir).rglob("*.png"))
+    code, out, _ = run(capsys, "predict", model, data_dir, "--format", "json", "--top-k", 2,
+                       "-q")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["image"] for r in rows] == images
+    assert all(len(r["predictions"]) == 2 for r in rows)
+    first = rows[0]["predictions"]
+    assert first[0]["probability"] >= first[1]["probability"]
+
+    code, out, _ = run(capsys, "predict", model, images[0], images[1], "--format", "csv", "-q")
+    table = list(csv.DictReader(out.splitlines()))
+    assert code == 0 and len(table) == 6 and table[0]["rank"] == "1"
+    assert float(table[0]["probability"]) == pytest.approx(
+        rows[0]["predictions"][0]["probability"], abs=1e-5)
+
+    code, out, _ = run(capsys, "predict", model, images[0], "-q")
+    assert code == 0 and images[0] in out and "%" in out
+
+
+def test_explain_and_evaluate(model, data_dir, tmp_path, capsys):
+    image = sorted(Path(data_dir).rglob("*.png"))[0]
+    overlay = tmp_path / "overlay.png"
+    code, out, _ = run(capsys, "explain", model, image, "-o", overlay, "-q")
+    assert code == 0 and "Grad-CAM" in out
+    assert Image.open(overlay).size == (384, 384)
+    code, out, err = run(capsys, "explain", model, image, "-o", overlay, "--target", "mole")
+    assert_one_line_error(code, err, 2, "mole", "dark_round")
+
+    report = tmp_path / "report.html"
+    metrics_file = tmp_path / "metrics.json"
+    code, out, _ = run(capsys, "evaluate", model, data_dir, "--report", report, "--json",
+                       metrics_file, "-q")
+    assert code == 0 and "balanced accuracy" in out
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["n_images"] == 48 and 0 <= metrics["balanced_accuracy"] <= 1
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 48
+    page = report.read_text()
+    assert "Confusion matrix" in page and "not a diagnosis" in page and "seed_cnn" in page
+
+
+def test_info(model, capsys):
+    code, out, _ = run(capsys, "info", model)
+    assert code == 0 and "integrity OK" in out and "dark_round" in out
+
+
+def test_train_with_metadata_holds_out_whole_lesions(data_dir, tmp_path, capsys):
+    images = sorted(Path(data_dir).rglob("*.png"))
+    metadata = tmp_path / "meta.csv"
+    with open(metadata, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lesion_id", "image_id", "dx"])
+        for i, path in enumerate(images):
+            # Two images per lesion, as in HAM10000.
+            writer.writerow([f"L{i // 2}", path.stem, path.parent.name])
+    model_path = tmp_path / "grouped.skin"
+    code, out, err = run(capsys, "train", data_dir, "-o", model_path, "--metadata", metadata,
+                         "--validation-fraction", "0.25", *FAST)
+    assert code == 0, err
+    card = read_model_card(model_path)
+    held_out = card["metrics"]["n_images"]
+    assert card["training_data"]["n_images"] + held_out == len(images)
+    assert held_out % 2 == 0, "whole lesions (pairs of images) are held out"
+    assert "lesion_id" in card["metrics"]["split"]
+
+
+def test_user_mistakes_are_one_clear_line(model, data_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "train", tmp_path / "nowhere", "-o", tmp_path / "m.skin")
+    assert_one_line_error(code, err, 3, "not found", "nowhere")
+
+    empty = tmp_path / "empty_class"
+    (empty / "nevus").mkdir(parents=True)
+    (empty / "melanoma").mkdir()
+    Image.new("RGB", (8, 8)).save(empty / "nevus" / "a.png")
+    code, _, err = run(capsys, "train", empty, "-o", tmp_path / "m.skin")
+    assert_one_line_error(code, err, 3, "melanoma", "holds no images")
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff this is not really a jpeg")
+    code, _, err = run(capsys, "predict", model, broken, "-q")
+    assert_one_line_error(code, err, 3, "broken.jpg")
+
+    code, _, err = run(capsys, "predict", model, tmp_path / "missing.jpg")
+    assert_one_line_error(code, err, 3, "missing.jpg", "not found")
+
+    wrong = tmp_path / "wrong.skin"
+    wrong.write_text("this is a text file")
+    code, _, err = run(capsys, "predict", model.parent / "nope.skin", broken)
+    assert_one_line_error(code, err, 4, "not found")
+    code, _, err = run(capsys, "evaluate", wrong, data_dir)
+    assert_one_line_error(code, err, 4, "not a skinestimator model file")
+
+    cut = tmp_path / "cut.skin"
+    cut.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    code, _, err = run(capsys, "explain", cut, broken, "-o", tmp_path / "o.png")
+    assert_one_line_error(code, err, 4, "truncated")
+
+    code, _, err = run(capsys, "train", data_dir, "-o", tmp_path / "m.skin", "--image-size",
+                       "huge")
+    assert code == 2 and "--image-size" in err and "Traceback" not in err
+
+    metadata = tmp_path / "meta.csv"
+    metadata.write_text("image,patient\nx,1\n")
+    code, _, err = run(capsys, "train", data_dir, "-o", tmp_path / "m.skin", "--metadata",
+                       metadata)
+    assert_one_line_error(code, err, 3, "no column 'lesion_id'")
+
+
+def test_unreadable_image_while_training(tmp_path, capsys):
+    root = tmp_path / "data"
+    X, y = make_synthetic_lesions(n_samples=8, image_size=(16, 16), n_classes=2,
+                                  random_state=0)
+    save_image_folder(X, y, root)
+    bad = next(root.rglob("*.png"))
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, _, err = run(capsys, "train", root, "-o", tmp_path / "m.skin", *FAST,
+                       "--validation-fraction", "0")
+    assert_one_line_error(code, err, 3, bad.name)
+
+
+def test_help_for_every_command(capsys):
+    for command in ("train", "evaluate", "predict", "explain", "serve", "export", "info",
+                    "demo"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and f"usage: skinestimator {command}" in out
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "Exit codes" in out
+
+
+def test_export_onnx(model, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    code, out, _ = run(capsys, "export", model, "-o", tmp_path / "model.onnx")
+    assert code == 0 and (tmp_path / "model.onnx").stat().st_size > 1000
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    code, out, err = run(capsys, "demo", "-o", out_dir, "--n-samples", 60, "--epochs", 2,
+                         "--image-size", 32, "-q")
+    assert code == 0, err
+    assert "demo finished" in out
+    assert (out_dir / "demo-model.skin").exists() and (out_dir / "demo-overlay.png").exists()
+    assert "balanced accuracy" in (out_dir / "demo-report.html").read_text()
+
+
+def test_console_script_exit_code_and_message(tmp_path):
+    """The installed entry point: a real process, a real exit status, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "skinestimator.cli", "predict", str(tmp_path / "none.skin"),
+         str(tmp_path)], capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 4
+    assert result.stderr.strip() == (
+        f"skinestimator predict: error: {tmp_path / 'none.skin'}: model file not found"
+    )
