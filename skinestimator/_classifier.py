@@ -21,7 +21,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from .data import ImageCache, ImageDataset, make_augmentation
+from .data import BatchAugmentation, ImageCache, ImageDataset
 from .images import RESIZE_POLICIES, as_image_batch, is_path_sequence, read_image, resize_batch
 from .networks import build_network
 
@@ -35,12 +35,18 @@ class _LesionNeuralNet(NeuralNetClassifier):
     """skorch classifier with per-sample weighted loss and optional test-time flips."""
 
     tta = False
+    augmentation = None
 
     def infer(self, x, **fit_params):
         if isinstance(x, dict):
             x = x["images"]
         x = x.to(self.device)
-        if not self.tta or self.module_.training:
+        if self.module_.training:
+            # Augment whole batches on the training device (see BatchAugmentation for why).
+            if self.augmentation is not None:
+                x = self.augmentation(x)
+            return self.module_(x)
+        if not self.tta:
             return self.module_(x)
         # Average the probabilities over the four flips; returning their log keeps the
         # softmax that predict_proba applies exact.
@@ -450,7 +456,6 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if from_paths and self.image_cache:
             directory = self.image_cache if isinstance(self.image_cache, str) else None
             cache = ImageCache(len(images), (*self.image_size_, 3), directory=directory)
-        transform = make_augmentation(float(self.augment), self.image_size_)
         use_validation = epochs is None and bool(self.validation_fraction)
         train_idx, valid_idx = self._split(y_encoded, split_seed, use_validation)
 
@@ -460,7 +465,6 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 y_encoded[index],
                 image_size=self.image_size_,
                 resize=self.resize,
-                transform=transform if train else None,
                 sample_weight=weights[index] if train else None,
                 cache=None if cache is None else _SubsetCache(cache, index),
             )
@@ -641,6 +645,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
         net.tta = bool(self.tta)
+        net.augmentation = BatchAugmentation(float(self.augment)) if self.augment else None
         return net
 
     def _prediction_data(self, X) -> ImageDataset:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 import torch
 
-from skinestimator.data import ImageCache, ImageDataset, make_augmentation
+from skinestimator.data import BatchAugmentation, ImageCache, ImageDataset
 
 
 def test_dataset_from_paths_uses_the_cache(lesion_folder, tmp_path):
@@ -32,12 +33,23 @@ def test_dataset_items_with_sample_weight():
     assert set(x) == {"images", "sample_weight"} and x["sample_weight"] == 2.0 and y == 1
 
 
-def test_augmentation_keeps_shape_and_dtype_and_varies():
-    transform = make_augmentation(1.0, (32, 32))
-    assert make_augmentation(0.0, (32, 32)) is None
-    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+def test_batch_augmentation_draws_per_image_and_keeps_the_range():
+    image = torch.zeros(3, 32, 48, dtype=torch.uint8)
     image[:, 4:12, 4:12] = 200
+    batch = image.expand(16, 3, 32, 48).contiguous()
     torch.manual_seed(0)
-    outputs = [transform(image) for _ in range(8)]
-    assert all(o.shape == image.shape and o.dtype == torch.uint8 for o in outputs)
-    assert len({o.numpy().tobytes() for o in outputs}) > 1
+    out = BatchAugmentation(1.0)(batch)
+    assert out.shape == (16, 3, 32, 48) and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    assert len({o.numpy().tobytes() for o in out}) == 16  # every image its own draw
+    with pytest.raises(ValueError, match="strength"):
+        BatchAugmentation(0.0)
+
+
+def test_batch_augmentation_geometry_is_a_flip_at_tiny_strength():
+    torch.manual_seed(1)
+    x = torch.rand(8, 3, 20, 30)
+    out = BatchAugmentation(1e-6)(x)
+    for original, augmented in zip(x, out):
+        flips = (original, original.flip(-1), original.flip(-2), original.flip(-1).flip(-2))
+        assert min(float((augmented - f).abs().max()) for f in flips) < 1e-3

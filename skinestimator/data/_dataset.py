@@ -9,48 +9,7 @@ from skorch.dataset import Dataset as SkorchDataset
 from ..images import read_image
 from ._cache import ImageCache
 
-__all__ = ["ImageDataset", "make_augmentation"]
-
-
-def make_augmentation(strength: float, image_size: tuple[int, int]):
-    """Per-image training augmentation suited to skin photos, from torchvision.transforms.v2.
-
-    Lesions have no canonical orientation, so flips on both axes and rotations of any angle are
-    label-preserving; mild scale/shift and colour/brightness jitter mimic different cameras,
-    distances and lighting. ``strength`` in (0, 1] scales the geometric and colour ranges.
-
-    Parameters
-    ----------
-    strength : float
-        0 disables augmentation (returns None).
-    image_size : (height, width)
-
-    Returns
-    -------
-    transform : callable on a ``(3, H, W)`` tensor, or None
-    """
-    if strength <= 0:
-        return None
-    from torchvision.transforms import v2
-
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.RandomAffine(
-                degrees=180.0 * strength,
-                translate=(0.06 * strength, 0.06 * strength),
-                scale=(1.0 - 0.15 * strength, 1.0 + 0.2 * strength),
-                interpolation=v2.InterpolationMode.BILINEAR,
-            ),
-            v2.ColorJitter(
-                brightness=0.25 * strength,
-                contrast=0.25 * strength,
-                saturation=0.25 * strength,
-                hue=0.03 * strength,
-            ),
-        ]
-    )
+__all__ = ["ImageDataset"]
 
 
 class ImageDataset(SkorchDataset):
@@ -68,8 +27,6 @@ class ImageDataset(SkorchDataset):
         Size paths are decoded to.
     resize : str
         Resize policy for paths (see :func:`skinestimator.images.read_image`).
-    transform : callable or None
-        Augmentation applied to each ``(3, H, W)`` tensor.
     sample_weight : ndarray of float, shape (n,), or None
         When given, items are ``({"images": x, "sample_weight": w}, y)`` so the loss can weight
         them; otherwise ``(x, y)``.
@@ -84,7 +41,6 @@ class ImageDataset(SkorchDataset):
         *,
         image_size,
         resize="crop",
-        transform=None,
         sample_weight=None,
         cache: ImageCache | None = None,
     ):
@@ -92,7 +48,6 @@ class ImageDataset(SkorchDataset):
         self.y = y
         self.image_size = tuple(image_size)
         self.resize = resize
-        self.transform = transform
         self.sample_weight = sample_weight
         self.cache = cache
         self.from_paths = images.ndim == 1
@@ -116,8 +71,6 @@ class ImageDataset(SkorchDataset):
 
     def __getitem__(self, index: int):
         image = torch.from_numpy(np.ascontiguousarray(self.load(index))).permute(2, 0, 1)
-        if self.transform is not None:
-            image = self.transform(image)
         target = self.y[index] if self.y is not None else 0
         if self.sample_weight is None:
             return image, target
