@@ -380,10 +380,13 @@ def _format_predictions(paths, top, fmt: str) -> str:
         return buffer.getvalue().rstrip("\n")
     width = max([len("image"), *(len(p) for p in paths)])
     k = len(top[0]) if top else 0
-    header = f"{'image':<{width}}  " + "  ".join(f"{'top ' + str(i + 1):<22}" for i in range(k))
+    label_width = min(24, max([len(c) for row in top for c, _ in row] + [5]))
+    cell = label_width + 7
+    header = f"{'image':<{width}}  " + "  ".join(f"{'top ' + str(i + 1):<{cell}}"
+                                                  for i in range(k))
     lines = [header.rstrip()]
     for p, row in zip(paths, top):
-        cells = "  ".join(f"{c[:14] + ' ' + f'{100 * q:5.1f}%':<22}" for c, q in row)
+        cells = "  ".join(f"{c[:label_width]:<{label_width}} {100 * q:5.1f}%" for c, q in row)
         lines.append(f"{p:<{width}}  {cells}".rstrip())
     return "\n".join(lines)
 
