@@ -108,6 +108,23 @@ def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, photo
     assert ok.status_code == 200 and "id='overlay'" in ok.text
 
 
+def test_an_unexpected_failure_costs_one_request_not_the_server(clf, photo, monkeypatch):
+    from starlette.testclient import TestClient
+
+    client = TestClient(create_app(clf))
+
+    def fail(X):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(clf, "predict_proba", fail)
+    response = client.post("/", files={"image": ("lesion.jpg", photo.read_bytes())})
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text and "not a diagnosis" in response.text
+    monkeypatch.undo()
+    ok = client.post("/", files={"image": ("lesion.jpg", photo.read_bytes())})
+    assert ok.status_code == 200 and "id='overlay'" in ok.text
+
+
 # ----------------------------------------------------------------------------------------------
 # real browser
 

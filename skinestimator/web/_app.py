@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import threading
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,18 +399,31 @@ def create_app(clf, *, top_k: int = 3, max_upload_bytes: int = DEFAULT_MAX_UPLOA
     async def index(request):
         return page()
 
+    async def analysed(request) -> Analysis:
+        data, name = await read_upload(request)
+        try:
+            return await run_in_threadpool(analyse, data, name)
+        except UploadError:
+            raise
+        except Exception as exc:
+            # A bug or an exotic file must cost one request, not the server: log it for the
+            # operator and tell the user in the page.
+            traceback.print_exc(file=sys.stderr)
+            raise UploadError(
+                f"Something went wrong while analysing '{name}' ({type(exc).__name__}); "
+                "please try another photo.", 500,
+            ) from exc
+
     async def upload_page(request):
         try:
-            data, name = await read_upload(request)
-            analysis = await run_in_threadpool(analyse, data, name)
+            analysis = await analysed(request)
         except UploadError as exc:
             return page(exc.status_code, error=exc.message)
         return page(analysis=analysis)
 
     async def api_predict(request):
         try:
-            data, name = await read_upload(request)
-            analysis = await run_in_threadpool(analyse, data, name)
+            analysis = await analysed(request)
         except UploadError as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status_code,
                                 headers=headers)
