@@ -421,6 +421,13 @@ def load_model(path: str | os.PathLike):
             f"with hyperparameters this version does not know ({', '.join(unknown)}); "
             "upgrade skinestimator to load it"
         )
+    device = params.get("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            # A model trained on a GPU must still open on a laptop: predict on the CPU.
+            params["device"] = "auto"
     classes = _classes_array(card["classes"], card.get("classes_kind", "str"), path)
     image_size = tuple(int(v) for v in card["preprocessing"]["image_size"])
 
@@ -435,9 +442,10 @@ def load_model(path: str | os.PathLike):
         )
     except ModelFileError:
         raise
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         # load_state_dict reports missing / unexpected keys and shape mismatches as
-        # RuntimeError: the weights do not fit the network this version builds.
+        # RuntimeError: the weights do not fit the network this version builds. ValueError:
+        # hyperparameters this version rejects.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(
             f"{path}: the weights do not fit the {card.get('backbone')!r} network of this "
