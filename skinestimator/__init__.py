@@ -1,6 +1,7 @@
 """skinestimator: skin-lesion image classification as a first-class scikit-learn estimator."""
 
 from ._classifier import SkinLesionClassifier
+from ._runtime import keep_freed_memory
 from .images import (
     ColorConstancy,
     ImageLoader,
@@ -23,6 +24,7 @@ __all__ = [
     "ImageResizer",
     "SkinLesionClassifier",
     "__version__",
+    "keep_freed_memory",
     "load_dermamnist",
     "load_ham10000",
     "load_image_folder",

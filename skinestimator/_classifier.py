@@ -366,7 +366,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         return images, False
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Train the network.
 
         Parameters
@@ -378,12 +378,20 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             Class labels of any type.
         sample_weight : array-like of shape (n,), default=None
             Per-image weights in the loss (multiplied with ``class_weight``).
+        X_val, y_val : like ``X`` and ``y``, default=None
+            A validation set of your own (e.g. an official split, or one grouped by lesion) for
+            the per-epoch scores and early stopping, used instead of holding out
+            ``validation_fraction`` of ``X`` (as in scikit-learn's
+            ``HistGradientBoostingClassifier``).
 
         Returns
         -------
         self : SkinLesionClassifier
         """
-        return self._fit(X, y, sample_weight=sample_weight, epochs=None, classes=None)
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together")
+        return self._fit(X, y, sample_weight=sample_weight, epochs=None, classes=None,
+                         validation=None if X_val is None else (X_val, y_val))
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train one more epoch on ``(X, y)`` (a fresh network on the first call).
@@ -398,9 +406,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : SkinLesionClassifier
         """
-        return self._fit(X, y, sample_weight=sample_weight, epochs=1, classes=classes)
+        return self._fit(X, y, sample_weight=sample_weight, epochs=1, classes=classes,
+                         validation=None)
 
-    def _fit(self, X, y, *, sample_weight, epochs, classes):
+    def _fit(self, X, y, *, sample_weight, epochs, classes, validation):
         self._check_params()
         continuing = epochs is not None or self.warm_start
         continuing = continuing and hasattr(self, "net_")
@@ -452,12 +461,19 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
         split_seed = int(rng.randint(np.iinfo(np.int32).max))
         device = self._resolve_device()
-        cache = None
-        if from_paths and self.image_cache:
+        caches = []
+
+        def new_cache(n):
+            if not (from_paths and self.image_cache):
+                return None
             directory = self.image_cache if isinstance(self.image_cache, str) else None
-            cache = ImageCache(len(images), (*self.image_size_, 3), directory=directory)
+            caches.append(ImageCache(n, (*self.image_size_, 3), directory=directory))
+            return caches[-1]
+
+        cache = new_cache(len(images))
         use_validation = epochs is None and bool(self.validation_fraction)
-        train_idx, valid_idx = self._split(y_encoded, split_seed, use_validation)
+        train_idx, valid_idx = self._split(y_encoded, split_seed,
+                                           use_validation and validation is None)
 
         def subset(index, *, train):
             return ImageDataset(
@@ -471,6 +487,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
         train_data = subset(train_idx, train=True)
         valid_data = subset(valid_idx, train=False) if valid_idx is not None else None
+        if validation is not None:
+            valid_data = self._validation_data(*validation, new_cache)
         devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
         try:
             with torch.random.fork_rng(devices=devices):
@@ -489,15 +507,30 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     )
                     self.net_.fit(train_data, y=None, epochs=epochs)
         finally:
-            if cache is not None:
-                cache.close()
+            for open_cache in caches:
+                open_cache.close()
         # The validation set must not travel with the fitted model (pickles, model files).
         self.net_.train_split = None
         self.history_ = [
-            {key: value for key, value in row.items() if key != "batches"}
+            {key: value.item() if isinstance(value, np.generic) else value
+             for key, value in row.items() if key != "batches"}
             for row in self.net_.history
         ]
         return self
+
+    def _validation_data(self, X_val, y_val, new_cache) -> ImageDataset:
+        images, from_paths = self._inputs(X_val, fitting=False)
+        y_val = column_or_1d(y_val)
+        if len(y_val) != len(images) or len(y_val) == 0:
+            raise ValueError(f"X_val has {len(images)} samples but y_val has {len(y_val)}")
+        unseen = np.setdiff1d(np.unique(y_val), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y_val has classes {list(unseen)} that are not in y")
+        return ImageDataset(
+            images, np.searchsorted(self.classes_, y_val).astype(np.int64),
+            image_size=self.image_size_, resize=self.resize,
+            cache=new_cache(len(images)) if from_paths else None,
+        )
 
     def _sample_weights(self, y_encoded, sample_weight, n_samples):
         weights = _check_sample_weight(

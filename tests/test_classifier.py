@@ -326,3 +326,17 @@ def test_ham10000_pipeline_grouped_cross_validation():
     scores = cross_val_score(pipe, paths[subset], labels[subset], groups=groups[subset],
                              cv=GroupKFold(2), scoring="balanced_accuracy")
     assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_own_validation_set_drives_early_stopping(lesions_train, lesions_test):
+    X, y = lesions_train
+    X_val, y_val = lesions_test
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=3, validation_fraction=0.5))
+    clf.fit(X, y, X_val=X_val, y_val=y_val)
+    # Trained on all of X (no fraction held out): 150 images in batches of 16 → 10 batches.
+    assert clf.history_[0]["train_batch_count"] == 10
+    assert clf.history_[0]["valid_batch_count"] == 6  # the 90 given validation images
+    with pytest.raises(ValueError, match="together"):
+        clf.fit(X, y, X_val=X_val)
+    with pytest.raises(ValueError, match="not in y"):
+        clf.fit(X, y, X_val=X_val[:2], y_val=["unknown", "unknown"])
