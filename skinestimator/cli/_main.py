@@ -258,10 +258,9 @@ def cmd_train(args) -> int:
         if args.validation_fraction:
             # The classifier's own validation split is not grouped: images of one lesion would
             # land on both sides and inflate the score that picks the best epoch. Hold out
-            # whole groups here instead and train on the rest.
+            # whole groups here and give them to fit as its validation set.
             train_idx, valid_idx = _grouped_holdout(labels, groups, args.validation_fraction,
                                                     args.seed)
-            params["validation_fraction"] = None
             _say(args, f"validation: {len(valid_idx)} images of "
                        f"{len(np.unique(groups[valid_idx]))} '{args.group_column}' groups held "
                        "out (no group on both sides)")
@@ -271,7 +270,11 @@ def cmd_train(args) -> int:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            clf.fit(paths[train_idx], labels[train_idx])
+            if valid_idx is None:
+                clf.fit(paths[train_idx], labels[train_idx])
+            else:
+                clf.fit(paths[train_idx], labels[train_idx], X_val=paths[valid_idx],
+                        y_val=labels[valid_idx])
         elapsed = time.perf_counter() - started
     except _data_errors() as exc:
         raise CLIError(one_line(exc), EXIT_DATA) from exc
@@ -290,7 +293,7 @@ def cmd_train(args) -> int:
             "macro_roc_auc": scores["macro_roc_auc"],
             "n_images": scores["n_images"],
             "split": f"hold-out of whole '{args.group_column}' groups "
-                     f"({args.validation_fraction:.0%})",
+                     f"({args.validation_fraction:.0%}), also used for early stopping",
         }
     train_counts = dict(zip(*np.unique(labels[train_idx], return_counts=True), strict=True))
     training_data = {
@@ -757,6 +760,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = f"{PROG} {args.command}"
+    from skinestimator import keep_freed_memory
+
+    # A command is a process of its own, so the process-wide allocator setting that about
+    # doubles CPU training and inference speed is ours to choose (see keep_freed_memory).
+    keep_freed_memory()
     try:
         return int(args.func(args) or EXIT_OK)
     except CLIError as exc:
