@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, roc_curve
 
 from ._metrics import _check_proba, _ece_from_curve, reliability_curve
@@ -24,6 +25,10 @@ def _get_ax(ax):
 
         _, ax = plt.subplots()
     return ax, ax.figure
+
+
+def _title(name, what: str) -> str:
+    return f"{name}: {what}" if name else what[0].upper() + what[1:]
 
 
 def _final_step(estimator):
@@ -112,7 +117,7 @@ class OneVsRestRocDisplay:
         )
         macro = np.nanmean(self.roc_auc) if np.isfinite(self.roc_auc).any() else np.nan
         title = name or self.estimator_name
-        ax.set_title(f"{title + ': ' if title else ''}one-vs-rest ROC (macro AUC {macro:.3f})")
+        ax.set_title(_title(title, f"one-vs-rest ROC (macro AUC {macro:.3f})"))
         ax.legend(loc="lower right", fontsize="small")
         self.ax_, self.figure_ = ax, fig
         return self
@@ -284,7 +289,7 @@ class ReliabilityDisplay:
             aspect="equal",
         )
         title = name or self.estimator_name
-        ax.set_title(f"{title + ': ' if title else ''}reliability (ECE {self.ece:.3f})")
+        ax.set_title(_title(title, f"reliability (ECE {self.ece:.3f})"))
         ax.legend(loc="upper left", fontsize="small")
         self.ax_, self.figure_ = ax, fig
         return self
@@ -457,17 +462,20 @@ class TrainingCurvesDisplay:
         ax.set(xlabel="Epoch", ylabel="Loss (solid: train, dashed: validation)")
         ax_score.set_ylabel(f"{self.score_name} (dotted)")
         ax_score.set_ylim(0, 1.02)
-        handles = ax.get_legend_handles_labels()
-        score_handles = ax_score.get_legend_handles_labels()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles, labels = ax.get_legend_handles_labels()
+        score_handles, score_labels = ax_score.get_legend_handles_labels()
+        # Below the axes: inside, the legend of several folds hides the curves.
         ax.legend(
-            handles[0] + score_handles[0],
-            handles[1] + score_handles[1],
+            handles + score_handles,
+            labels + score_labels,
             fontsize="x-small",
-            loc="center right",
-            ncol=max(1, len(self.histories) // 4),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            ncol=3,
         )
         title = name or self.estimator_name
-        ax.set_title(f"{title + ': ' if title else ''}training curves")
+        ax.set_title(_title(title, "training curves"))
         self.ax_, self.ax_score_, self.figure_ = ax, ax_score, fig
         return self
 

@@ -67,14 +67,23 @@ def _as_subgroup_frame(subgroups, n_samples: int) -> pd.DataFrame:
     return frame.apply(lambda col: col.astype(object).where(col.notna(), MISSING).astype(str))
 
 
-def _format_value(value) -> str:
-    if isinstance(value, float | np.floating):
+#: Columns shown as whole numbers; every other number gets three decimals.
+COUNT_COLUMNS = {"n_samples", "n_train", "n_test", "support", "n_groups"}
+
+
+def _format_value(value, *, count: bool = False) -> str:
+    if isinstance(value, float | np.floating | int | np.integer):
         if np.isnan(value):
             return "–"
-        if float(value).is_integer() and abs(value) >= 1:
-            return f"{int(value)}"
-        return f"{value:.3f}"
+        return f"{int(value)}" if count else f"{value:.3f}"
     return str(value)
+
+
+def _formatters(frame: pd.DataFrame) -> dict:
+    return {
+        c: (lambda v, count=c in COUNT_COLUMNS: _format_value(v, count=count))
+        for c in frame.columns
+    }
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -84,16 +93,15 @@ def _markdown_table(frame: pd.DataFrame) -> str:
         "| " + " | ".join(header) + " |",
         "| " + " | ".join(["---"] + ["---:"] * len(frame.columns)) + " |",
     ]
+    formatters = _formatters(frame)
     for index, row in frame.iterrows():
-        cells = [str(index), *(_format_value(v) for v in row)]
+        cells = [str(index), *(formatters[c](v) for c, v in row.items())]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
 def _text_table(frame: pd.DataFrame) -> str:
-    return frame.to_string(
-        formatters={c: _format_value for c in frame.columns}, na_rep="–", justify="right"
-    )
+    return frame.to_string(formatters=_formatters(frame), na_rep="–", justify="right")
 
 
 def _html_table(frame: pd.DataFrame) -> str:
@@ -352,7 +360,7 @@ class CrossValidationReport:
             ("Reliability diagram", _figure_png(self.plot_reliability, (6.0, 6.0))),
         ]
         if any(self.histories):
-            plots.append(("Training curves", _figure_png(self.plot_training_curves, (8.0, 5.0))))
+            plots.append(("Training curves", _figure_png(self.plot_training_curves, (8.0, 6.0))))
         return plots
 
     # ------------------------------------------------------------- rendering
@@ -418,7 +426,9 @@ class CrossValidationReport:
             )
         parts.append("</div>")
         for title, table in self._sections():
-            parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(table)}")
+            parts.append(
+                f'<h2>{html.escape(title)}</h2><div class="table">{_html_table(table)}</div>'
+            )
         return "\n".join(parts)
 
     def to_html(self, path: str | os.PathLike | None = None) -> str:
@@ -440,9 +450,9 @@ class CrossValidationReport:
             "body{font-family:sans-serif;margin:2em;color:#222}"
             "table{border-collapse:collapse;margin:.5em 0 1.5em}"
             "th,td{padding:.25em .6em;text-align:right;border-bottom:1px solid #ddd}"
-            "th{background:#f4f4f4}"
+            "th{background:#f4f4f4}.table{overflow-x:auto}"
             ".plots{display:flex;flex-wrap:wrap;gap:1em}"
-            "figure{margin:0}figure img{max-width:100%;border:1px solid #ddd}"
+            "figure{margin:0}figure img{max-width:100%;max-height:600px;border:1px solid #ddd}"
             "figcaption{text-align:center;color:#555}"
             "</style></head><body>\n" + self._html_body() + "\n</body></html>\n"
         )
