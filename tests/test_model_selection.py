@@ -18,6 +18,7 @@ from skinestimator.model_selection import (
     OptunaLesionSearchCV,
     check_group_cv,
     default_search_space,
+    fit_grouped,
 )
 
 LR_ONLY = {"lr": FloatDistribution(1e-8, 1e-1, log=True)}
@@ -186,6 +187,19 @@ def test_groups_keep_lesions_on_one_side(lesions):
     search = OptunaLesionSearchCV(tiny_classifier(), LR_ONLY, default_space=False, cv=overlapping)
     with pytest.raises(ValueError, match="both its training and its test part"):
         search.fit(X, y, groups=groups)
+
+
+def test_inner_validation_split_is_grouped_too(lesions):
+    X, y = lesions
+    groups = np.arange(len(y)) // 3
+    clf = tiny_classifier(max_epochs=1)
+    valid = fit_grouped(clf, X, y, groups)
+    rest = np.setdiff1d(np.arange(len(y)), valid)
+    assert len(valid) == pytest.approx(0.25 * len(y), abs=4)
+    assert not set(groups[valid]) & set(groups[rest])
+    assert "valid_bacc" in clf.history_[0]
+    # A Pipeline cannot pass X_val through its steps: plain fit, no grouped split.
+    assert fit_grouped(Pipeline([("clf", tiny_classifier(max_epochs=1))]), X, y, groups) is None
 
 
 def test_pruning_needs_the_inner_validation_split(lesions):

@@ -8,13 +8,15 @@ pruning and persistent, resumable studies.
 
 from ._optuna import OptunaLesionSearchCV
 from ._space import default_search_space, suggest_params, to_estimator_params
-from ._split import check_group_cv, check_groups_disjoint
+from ._split import check_group_cv, check_groups_disjoint, fit_grouped, grouped_validation_split
 
 __all__ = [
     "OptunaLesionSearchCV",
     "check_group_cv",
     "check_groups_disjoint",
     "default_search_space",
+    "fit_grouped",
+    "grouped_validation_split",
     "suggest_params",
     "to_estimator_params",
 ]

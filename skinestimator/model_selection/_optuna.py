@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, get_tags
 
 from ._space import merge_search_space, suggest_params, to_estimator_params
-from ._split import check_group_cv, check_groups_disjoint
+from ._split import check_group_cv, check_groups_disjoint, fit_grouped
 
 __all__ = ["OptunaLesionSearchCV"]
 
@@ -359,7 +359,10 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             Class labels.
         groups : array-like of shape (n_samples,), default=None
             Group labels (e.g. ``lesion_id``): no group is split between the
-            training and test part of a fold.
+            training and test part of a fold, nor between the classifier's
+            training and inner validation part (the per-epoch score that
+            pruning and early stopping use) when it is a
+            ``SkinLesionClassifier`` (not a Pipeline).
 
         Returns
         -------
@@ -389,7 +392,12 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
                     cb = _FoldPruningCallback(trial, self.pruning_monitor, fold=fold, stride=stride)
                     est.set_params(**{pruning_key: [*existing, ("optuna_pruning", cb)]})
                 start = time.perf_counter()
-                est.fit(_safe_indexing(X, train), _safe_indexing(y, train))
+                fit_grouped(
+                    est,
+                    _safe_indexing(X, train),
+                    _safe_indexing(y, train),
+                    None if groups is None else _safe_indexing(groups, train),
+                )
                 fit_times.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 scores.append(float(scorer(est, _safe_indexing(X, test), _safe_indexing(y, test))))
@@ -433,7 +441,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.refit:
             start = time.perf_counter()
             self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_)
-            self.best_estimator_.fit(X, y)
+            fit_grouped(self.best_estimator_, X, y, groups)
             self.refit_time_ = time.perf_counter() - start
         return self
 

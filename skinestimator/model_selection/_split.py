@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 from numbers import Integral
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, check_cv
+from sklearn.utils import _safe_indexing
 
-__all__ = ["check_group_cv", "check_groups_disjoint"]
+__all__ = [
+    "check_group_cv",
+    "check_groups_disjoint",
+    "fit_grouped",
+    "grouped_validation_split",
+]
 
 
 def check_group_cv(cv=5, y=None, groups=None, *, classifier: bool = True):
@@ -78,3 +85,101 @@ def check_groups_disjoint(splits, groups) -> None:
                 f"part (e.g. {shared[:3].tolist()}); use a group-aware splitter such as "
                 "StratifiedGroupKFold or GroupKFold, or pass cv as an integer."
             )
+
+
+def grouped_validation_split(y, groups, fraction: float, *, random_state=None):
+    """Hold out about ``fraction`` of the groups, stratified by class, as a validation set.
+
+    Used for the classifier's early-stopping and pruning split inside a
+    training fold: a plain random split would put images of one lesion on
+    both sides and make the per-epoch validation score too optimistic.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    groups : array-like of shape (n_samples,)
+        Group labels such as ``lesion_id``.
+    fraction : float
+        Share of the samples to hold out, in ``(0, 0.5]``.
+    random_state : int or None, default=None
+        Seed of the shuffle.
+
+    Returns
+    -------
+    train : ndarray of int
+        Indices to train on.
+    valid : ndarray of int
+        Indices to validate on; no group is in both.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.model_selection import grouped_validation_split
+    >>> y = np.array(["a", "b"] * 20)
+    >>> groups = np.arange(40) // 2
+    >>> train, valid = grouped_validation_split(y, groups, 0.25, random_state=0)
+    >>> len(valid), set(groups[train]) & set(groups[valid])
+    (10, set())
+    """
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}.")
+    seed = random_state if isinstance(random_state, Integral) else 0
+    splitter = StratifiedGroupKFold(
+        n_splits=max(2, int(round(1 / fraction))), shuffle=True, random_state=seed
+    )
+    y = np.asarray(y)
+    train, valid = next(splitter.split(np.zeros(len(y)), y, groups))
+    return train, valid
+
+
+def fit_grouped(estimator, X, y, groups=None):
+    """Fit ``estimator``, with an inner validation split grouped like ``groups``.
+
+    When ``groups`` is given and the estimator's ``fit`` takes ``X_val`` and
+    ``y_val`` (``SkinLesionClassifier``) and it holds out a
+    ``validation_fraction``, that share of the groups becomes ``X_val``;
+    otherwise this is ``estimator.fit(X, y)``.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Unfitted estimator, fitted in place.
+    X : array-like of images or image paths
+        Training input.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    groups : array-like of shape (n_samples,), default=None
+        Group labels of the training samples.
+
+    Returns
+    -------
+    valid : ndarray of int or None
+        Indices of ``X`` used as the validation set, or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinestimator.model_selection import fit_grouped
+    >>> X, y = np.random.RandomState(0).rand(20, 3), np.arange(20) % 2
+    >>> fit_grouped(LogisticRegression(), X, y, groups=np.arange(20) // 2) is None
+    True
+    """
+
+    fraction = estimator.get_params().get("validation_fraction")
+    accepts = "X_val" in inspect.signature(estimator.fit).parameters
+    if groups is None or not fraction or not accepts:
+        estimator.fit(X, y)
+        return None
+    y = np.asarray(y)
+    train, valid = grouped_validation_split(
+        y, groups, fraction, random_state=estimator.get_params().get("random_state")
+    )
+    estimator.fit(
+        _safe_indexing(X, train),
+        y[train],
+        X_val=_safe_indexing(X, valid),
+        y_val=y[valid],
+    )
+    return valid

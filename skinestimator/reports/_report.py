@@ -16,7 +16,7 @@ from sklearn.base import clone
 from sklearn.metrics import ConfusionMatrixDisplay
 from sklearn.utils import _safe_indexing, indexable
 
-from ..model_selection._split import check_group_cv, check_groups_disjoint
+from ..model_selection._split import check_group_cv, check_groups_disjoint, fit_grouped
 from ._metrics import classification_metrics, per_class_metrics
 from ._plot import OneVsRestRocDisplay, ReliabilityDisplay, TrainingCurvesDisplay, _final_step
 
@@ -40,9 +40,14 @@ def _estimator_name(estimator) -> str:
     return type(estimator).__name__
 
 
-def _fit_predict(estimator, X, y, train, test, classes):
+def _fit_predict(estimator, X, y, groups, train, test, classes):
     start = time.perf_counter()
-    estimator.fit(_safe_indexing(X, train), _safe_indexing(y, train))
+    fit_grouped(
+        estimator,
+        _safe_indexing(X, train),
+        _safe_indexing(y, train),
+        None if groups is None else _safe_indexing(groups, train),
+    )
     fit_time = time.perf_counter() - start
     proba = np.asarray(estimator.predict_proba(_safe_indexing(X, test)), dtype=float)
     # A class absent from a training part has no column: give it probability 0.
@@ -509,7 +514,9 @@ def cross_validated_report(
     y : array-like of shape (n_samples,)
         Class labels.
     groups : array-like of shape (n_samples,), default=None
-        Group labels; no group is split across training and test.
+        Group labels; no group is split across training and test, nor, for a
+        ``SkinLesionClassifier`` (not a Pipeline), across its training and
+        inner validation (early-stopping) part.
     cv : int, cross-validation generator or iterable, default=5
         Folds; the test parts must cover every sample exactly once.
     subgroups : pandas.DataFrame or dict of str to array-like, default=None
@@ -568,7 +575,8 @@ def cross_validated_report(
             "as (Stratified)(Group)KFold) to give out-of-fold predictions."
         )
     results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_predict)(clone(estimator), X, y, train, test, classes) for train, test in folds
+        delayed(_fit_predict)(clone(estimator), X, y, groups, train, test, classes)
+        for train, test in folds
     )
     y_proba = np.zeros((len(y), len(classes)))
     for (_, test), (proba, _, _) in zip(folds, results, strict=True):
