@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import multiprocessing
 import numbers
@@ -20,6 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data import BatchAugmentation, ImageCache, ImageDataset
 from .images import RESIZE_POLICIES, as_image_batch, is_path_sequence, read_image, resize_batch
@@ -502,10 +504,16 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     self.net_.partial_fit(train_data, y=None, epochs=epochs or self.max_epochs)
                 else:
                     self.device_ = device
-                    self.net_ = self._build_net(
-                        len(self.classes_), len(train_data), valid_data, from_paths
-                    )
-                    self.net_.fit(train_data, y=None, epochs=epochs)
+                    module = build_network(self.backbone, len(self.classes_),
+                                           pretrained=self.pretrained, finetune=self.finetune)
+                    if self._trains_on_cached_features(module):
+                        self.net_ = self._fit_head_on_features(
+                            module, train_data, valid_data, from_paths, epochs
+                        )
+                    else:
+                        self.net_ = self._build_net(len(self.classes_), len(train_data),
+                                                    valid_data, from_paths, module=module)
+                        self.net_.fit(train_data, y=None, epochs=epochs)
         finally:
             for open_cache in caches:
                 open_cache.close()
@@ -586,17 +594,73 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             return 0
         return max(1, min(4, (os.cpu_count() or 2) - 1))
 
-    def _build_net(self, n_classes, n_train, valid_data, from_paths):
+    def _trains_on_cached_features(self, module) -> bool:
+        """Head-only training without augmentation sees the same backbone features every
+        epoch: compute them once and train the linear classifier on them."""
+        if self.finetune != "head" or self.augment or not module.has_feature_map:
+            return False
+        body = module.body
+        return (hasattr(body, "get_classifier") and isinstance(body.get_classifier(), nn.Linear)
+                and "pre_logits" in inspect.signature(body.forward_head).parameters)
+
+    def _pooled_features(self, module, data: ImageDataset) -> torch.Tensor:
+        from torch.utils.data import DataLoader
+
+        workers = self._workers(data.from_paths)
+        loader = DataLoader(data, batch_size=2 * self.batch_size, num_workers=workers,
+                            multiprocessing_context=_worker_start_method() if workers else None)
+        module.to(self.device_).eval()
+        batches = []
+        with torch.inference_mode():
+            for images, _ in tqdm(loader, desc="backbone features", disable=not self.verbose,
+                                  leave=False):
+                if isinstance(images, dict):
+                    images = images["images"]
+                feature_map = module.features(module.normalize(images.to(self.device_)))
+                batches.append(module.body.forward_head(feature_map, pre_logits=True).float().cpu())
+        return torch.cat(batches)
+
+    def _fit_head_on_features(self, module, train_data, valid_data, from_paths, epochs):
+        from skorch.dataset import Dataset
+
+        def feature_data(data, with_weights):
+            features = self._pooled_features(module, data)
+            X = {"images": features}
+            if with_weights:
+                X["sample_weight"] = torch.from_numpy(np.asarray(data.sample_weight))
+            return Dataset(X, torch.from_numpy(np.asarray(data.y)))
+
+        train_features = feature_data(train_data, with_weights=True)
+        valid_features = feature_data(valid_data, False) if valid_data is not None else None
+        # The head shares its Linear layer with `module`: training it trains the full network's
+        # classifier in place (early stopping restores the best epoch into it too).
+        head = nn.Sequential(nn.Dropout(float(getattr(module.body, "drop_rate", 0.0))),
+                             module.body.get_classifier())
+        head_net = self._build_net(len(self.classes_), len(train_features), valid_features,
+                                   False, module=head)
+        head_net.tta = False
+        head_net.fit(train_features, y=None, epochs=epochs)
+        net = self._build_net(len(self.classes_), len(train_data), None, from_paths,
+                              module=module)
+        net.initialize()
+        net.history = head_net.history
+        # Later partial_fit calls resume the LR schedule at this history's length.
+        for group in net.optimizer_.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        return net
+
+    def _build_net(self, n_classes, n_train, valid_data, from_paths, module=None):
         from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
         from skorch.helper import predefined_split
 
-        module = build_network(
-            self.backbone,
-            n_classes,
-            pretrained=self.pretrained,
-            finetune=self.finetune,
-            channels_last=True,
-        )
+        if module is None:
+            module = build_network(
+                self.backbone,
+                n_classes,
+                pretrained=self.pretrained,
+                finetune=self.finetune,
+                channels_last=True,
+            )
         callbacks = []
         if valid_data is not None:
             callbacks.append(

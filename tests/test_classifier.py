@@ -340,3 +340,16 @@ def test_own_validation_set_drives_early_stopping(lesions_train, lesions_test):
         clf.fit(X, y, X_val=X_val)
     with pytest.raises(ValueError, match="not in y"):
         clf.fit(X, y, X_val=X_val[:2], y_val=["unknown", "unknown"])
+
+
+def test_head_only_without_augmentation_trains_on_cached_features(lesions_train, lesions_test):
+    X, y = lesions_train
+    X_test, y_test = lesions_test
+    clf = SkinLesionClassifier(finetune="head", augment=False, max_epochs=15, lr=1e-2,
+                               image_size=(64, 64), random_state=0).fit(X, y)
+    assert clf._trains_on_cached_features(clf.net_.module_)
+    assert clf.score(X_test, y_test) >= 0.9  # a linear probe on ImageNet features suffices
+    assert len(clf.history_) >= 2 and "valid_bacc" in clf.history_[-1]
+    epochs = len(clf.history_)
+    clf.partial_fit(X[:40], y[:40])  # continues on images, through the whole network
+    assert len(clf.history_) == epochs + 1
