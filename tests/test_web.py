@@ -73,6 +73,7 @@ def test_upload_shows_top_k_and_overlay(client, clf, photo):
     assert response.status_code == 200, response.text[-500:]
     assert response.text.count("class='prediction'") == 3
     assert "id='overlay'" in response.text and "data:image/png;base64," in response.text
+    assert "style=" not in response.text, "the CSP blocks inline styles: they would be ignored"
     top = clf.predict([str(photo)])[0]
     assert f"<td class='label'>{top}</td>" in response.text.split("class='prediction'")[1]
 

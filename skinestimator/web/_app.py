@@ -203,7 +203,7 @@ h2 { font-size: 1.15rem; margin: 0 0 .5rem; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid #dde; }
 .barcell { width: 7rem; }
-.bar { height: .6rem; background: #1a56db; border-radius: .3rem; min-width: 2px; }
+.barcell meter { width: 100%; height: .8rem; }
 figure { margin: 0; background: #fff; padding: .5rem; border-radius: .5rem; }
 figure img { display: block; width: 300px; max-width: 100%; height: auto; }
 figcaption { font-size: .85rem; color: #556; max-width: 300px; margin-top: .4rem; }
@@ -274,8 +274,9 @@ def _page(summary: dict[str, Any], *, max_upload_bytes: int, analysis: Analysis 
             parts.append(
                 f"<tr class='prediction'><td>{rank}</td><td class='label'>{e(label)}</td>"
                 f"<td class='probability'>{100 * p:.1f}%</td>"
-                f"<td class='barcell'><div class='bar' style='width:{100 * p:.1f}%'></div>"
-                "</td></tr>"
+                # A <meter> rather than a styled <div>: the page's CSP forbids inline styles.
+                f"<td class='barcell'><meter min='0' max='1' value='{p:.4f}'>{100 * p:.1f}%"
+                "</meter></td></tr>"
             )
         parts.append("</tbody></table>")
         parts.append(
@@ -301,7 +302,7 @@ def _page(summary: dict[str, Any], *, max_upload_bytes: int, analysis: Analysis 
         "<p class='model' id='model-info'>Model: "
         f"{e(str(summary['backbone']))} at {e(summary['image_size'])} px; "
         f"classes: {e(', '.join(summary['classes']))}"
-        + (f"; trained on {summary['n_train']} images" if "n_train" in summary else "")
+        + (f"; training data: {summary['n_train']} images" if "n_train" in summary else "")
         + (f"; validation balanced accuracy {metric:.3f}" if metric is not None else "")
         + ".</p>"
     )
