@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -183,6 +184,22 @@ def test_unreadable_image_while_training(tmp_path, capsys):
     code, _, err = run(capsys, "train", root, "-o", tmp_path / "m.skin", *FAST,
                        "--validation-fraction", "0")
     assert_one_line_error(code, err, 3, bad.name)
+
+
+def test_progress_bars_on_a_terminal(data_dir, tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = [a for a in FAST if a != "-q"]
+    assert main(["train", str(data_dir), "-o", str(tmp_path / "m.skin"), *argv]) == 0
+    assert main(["predict", str(tmp_path / "m.skin"), str(data_dir), "-o",
+                 str(tmp_path / "p.csv")]) == 0
+    shown = terminal.getvalue()
+    assert "training: 100%" in shown and "2/2" in shown and "epoch" in shown
+    assert "predicting: 100%" in shown and "48/48" in shown
 
 
 def test_help_for_every_command(capsys):
