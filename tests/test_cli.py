@@ -237,3 +237,42 @@ def test_console_script_exit_code_and_message(tmp_path):
     assert result.stderr.strip() == (
         f"skinestimator predict: error: {tmp_path / 'none.skin'}: model file not found"
     )
+
+
+@pytest.mark.realdata
+def test_real_ham10000_grouped_training_and_evaluation(tmp_path, capsys):
+    """Real dermoscopy JPEGs: whole lesions are held out and the commands run end to end."""
+    from skinestimator.cli._main import _grouped_holdout
+    from tests.conftest import require_ham10000
+
+    ham = require_ham10000()
+    with open(ham / "HAM10000_metadata.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    labels = np.asarray([r["dx"] for r in rows])
+    groups = np.asarray([r["lesion_id"] for r in rows])
+    train, valid = _grouped_holdout(labels, groups, 0.1, seed=0)
+    assert not set(groups[train]) & set(groups[valid])
+    assert 0.07 < len(valid) / len(rows) < 0.13
+    assert set(labels[valid]) == set(labels), "stratified: every class is validated"
+
+    # A small class-per-folder tree of real images (links, never copies of the data).
+    data = tmp_path / "ham_subset"
+    chosen = [r for dx in ("bkl", "mel", "nv") for r in
+              sorted((r for r in rows if r["dx"] == dx), key=lambda r: r["lesion_id"])[:30]]
+    for r in chosen:
+        (data / r["dx"]).mkdir(parents=True, exist_ok=True)
+        (data / r["dx"] / f"{r['image_id']}.jpg").symlink_to(
+            ham / "images" / r["dx"] / f"{r['image_id']}.jpg")
+    metadata = tmp_path / "metadata.csv"
+    with open(metadata, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    model_path = tmp_path / "ham.skin"
+    code, _, err = run(capsys, "train", data, "-o", model_path, "--metadata", metadata,
+                       "--validation-fraction", "0.2", *FAST)
+    assert code == 0, err
+    card = read_model_card(model_path)
+    assert card["training_data"]["n_images"] + card["metrics"]["n_images"] == 90
+    code, out, err = run(capsys, "evaluate", model_path, data, "-q")
+    assert code == 0 and "mel" in out, err
