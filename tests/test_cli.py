@@ -174,6 +174,17 @@ def test_user_mistakes_are_one_clear_line(model, data_dir, tmp_path, capsys):
     assert_one_line_error(code, err, 3, "no column 'lesion_id'")
 
 
+def test_serve_on_a_busy_port_is_one_clear_line(model, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run(capsys, "serve", model, "--port", port)
+    assert_one_line_error(code, err, 2, f"127.0.0.1:{port}", "--port")
+
+
 def test_unreadable_image_while_training(tmp_path, capsys):
     root = tmp_path / "data"
     X, y = make_synthetic_lesions(n_samples=8, image_size=(16, 16), n_classes=2,
