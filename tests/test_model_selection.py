@@ -79,6 +79,12 @@ def test_default_space_covers_classifier_and_pipeline_and_can_be_edited():
     with pytest.raises(ValueError, match="Invalid parameter"):
         merge_search_space(clf, {"no_such_param": [1]}, True)
 
+    from skinestimator.model_selection._optuna import _epoch_stride
+
+    # Fold k's epochs are steps k*stride...: one stride even when max_epochs is searched.
+    assert _epoch_stride(clf, merged) == 2
+    assert _epoch_stride(clf, space) == clf.max_epochs
+
 
 def test_pruning_stops_a_deliberately_bad_trial(lesions):
     X, y = lesions

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from optuna_integration import SkorchPruningCallback
@@ -85,6 +86,23 @@ def _optuna_verbosity(level: int):
         yield
     finally:
         optuna.logging.set_verbosity(previous)
+
+
+def _epoch_stride(estimator, space) -> int:
+    """Steps reserved per CV fold: the most epochs any trial of this space can train.
+
+    One stride for all trials, also when ``max_epochs`` is searched, so that a
+    step always means the same fold and epoch across the trials compared.
+    """
+    key = _param_key(estimator, "max_epochs")
+    if key is None:
+        return 1000
+    dist = space.get(key)
+    if isinstance(dist, CategoricalDistribution):
+        return int(max(dist.choices))
+    if isinstance(dist, IntDistribution | FloatDistribution):
+        return int(dist.high)
+    return int(estimator.get_params()[key])
 
 
 def _param_key(estimator, name: str) -> str | None:
@@ -377,7 +395,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         splits = list(cv.split(X, y, groups))
         check_groups_disjoint(splits, groups)
         pruning_key = self._pruning_key()
-        epochs_key = _param_key(self.estimator, "max_epochs")
+        stride = _epoch_stride(self.estimator, space)
         worker = f"{socket.gethostname()}:{os.getpid()}"
 
         def objective(trial: optuna.trial.Trial) -> float:
@@ -387,7 +405,6 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             for fold, (train, test) in enumerate(splits):
                 est = clone(self.estimator).set_params(**params)
                 if pruning_key is not None:
-                    stride = int(est.get_params()[epochs_key]) if epochs_key else 1000
                     existing = list(est.get_params()[pruning_key] or [])
                     cb = _FoldPruningCallback(trial, self.pruning_monitor, fold=fold, stride=stride)
                     est.set_params(**{pruning_key: [*existing, ("optuna_pruning", cb)]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -129,7 +130,11 @@ def grouped_validation_split(y, groups, fraction: float, *, random_state=None):
         n_splits=max(2, int(round(1 / fraction))), shuffle=True, random_state=seed
     )
     y = np.asarray(y)
-    train, valid = next(splitter.split(np.zeros(len(y)), y, groups))
+    with warnings.catch_warnings():
+        # Only one of the folds is used: a rare class missing from the validation
+        # part is expected, not worth a warning on every fit.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        train, valid = next(splitter.split(np.zeros(len(y)), y, groups))
     return train, valid
 
 
