@@ -242,12 +242,14 @@ def cmd_train(args) -> int:
     params = dict(
         backbone=args.backbone, image_size=args.image_size, max_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, finetune=args.finetune,
-        class_weight="balanced" if args.balanced else None, patience=args.patience,
+        patience=args.patience,
         augment=not args.no_augment, tta=args.tta, random_state=args.seed, device=args.device,
         validation_fraction=args.validation_fraction or None,
     )
     if args.num_workers is not None:
         params["num_workers"] = args.num_workers
+    if args.class_weight is not None:
+        params["class_weight"] = None if args.class_weight == "none" else args.class_weight
     if args.pretrained is not None:
         params["pretrained"] = args.pretrained
 
@@ -658,8 +660,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'all', 'head' (frozen backbone) or the number of last stages to train")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="start from random weights")
-    p.add_argument("--balanced", action="store_true",
-                   help="weigh classes inversely to their frequency in the loss")
+    p.add_argument("--class-weight", choices=("balanced", "none"), default=None,
+                   help="'balanced' weighs classes inversely to their frequency in the loss "
+                        "(for balanced accuracy), 'none' optimizes plain accuracy (default: "
+                        "the classifier's default)")
     p.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="share held out to score each epoch (0: none); with --metadata whole "
                         "groups are held out")
