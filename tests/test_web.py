@@ -298,7 +298,28 @@ def test_browser_upload_shows_predictions_and_heatmap(served, clf, photo, tmp_pa
                                    " return e && e.innerText; })()")
         assert "not an image" in message
         browser.screenshot(tmp_path / "page-after-bad-upload.png")
-        browser.upload("#file-input", photo)
-        browser.wait_for("document.querySelectorAll('#predictions tr.prediction').length > 0")
+
+        # Dragging a photo onto the drop zone works too (a PNG drawn in the page, dropped as
+        # a file the way the browser delivers a real drag from the desktop).
+        browser.js("""(() => {
+            const canvas = document.createElement('canvas');
+            canvas.width = 120; canvas.height = 90;
+            const g = canvas.getContext('2d');
+            g.fillStyle = '#e0b090'; g.fillRect(0, 0, 120, 90);
+            g.fillStyle = '#402010'; g.beginPath(); g.arc(60, 45, 25, 0, 7); g.fill();
+            canvas.toBlob(blob => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([blob], 'dragged.png', {type: 'image/png'}));
+                const zone = document.getElementById('dropzone');
+                zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer,
+                                                              bubbles: true, cancelable: true}));
+                zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer,
+                                                          bubbles: true, cancelable: true}));
+            }, 'image/png');
+        })()""")
+        heading = browser.wait_for("(() => { const h = document.querySelector('#results h2');"
+                                   " return h && h.innerText; })()")
+        assert "dragged.png" in heading
+        assert browser.js("document.querySelectorAll('#predictions tr.prediction').length") == 3
     finally:
         browser.close()
