@@ -199,13 +199,22 @@ def test_integer_classes_keep_their_type(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
-def test_unfitted_and_pickle(fitted, data, tmp_path):
+def _pooled_linear(n_classes):
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(3, n_classes))
+
+
+def test_unfitted_factory_backbone_and_pickle(fitted, data, tmp_path):
     with pytest.raises(ModelFileError, match="not fitted"):
         save_model(SkinLesionClassifier(), tmp_path / "x.skin")
+    X, y = data
+    custom = SkinLesionClassifier(backbone=_pooled_linear, max_epochs=1,
+                                  validation_fraction=None).fit(X[:12], y[:12])
+    with pytest.raises(ModelFileError, match="named backbone"):
+        save_model(custom, tmp_path / "x.skin")
     assert not os.path.exists(tmp_path / "x.skin")
     # Pickle / joblib keep working (for files from a trusted source only).
     joblib.dump(fitted, tmp_path / "clf.joblib")
-    X, _ = data
     np.testing.assert_array_equal(joblib.load(tmp_path / "clf.joblib").predict_proba(X),
                                   fitted.predict_proba(X))
 

@@ -106,6 +106,14 @@ def save_model(
     from safetensors.torch import save as _st_save
 
     module = _fitted_module(clf)
+    if not isinstance(getattr(clf, "backbone", None), str):
+        # load_model rebuilds the network from its name; a user's factory function cannot be
+        # stored without pickling it.
+        raise ModelFileError(
+            "save_model needs a named backbone (e.g. 'efficientnet_lite0', 'seed_cnn' or a timm "
+            f"name), not {type(clf.backbone).__name__}; pickle/joblib can store such a model "
+            "for trusted use"
+        )
     path = Path(path)
     state = {
         name: tensor.detach().to("cpu").contiguous().clone()
