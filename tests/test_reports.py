@@ -167,7 +167,10 @@ def test_report_renders_as_text_markdown_and_self_contained_html(report, tmp_pat
     assert re.search(r"^\| metric \| pooled \| fold_mean \| fold_std \|$", markdown, re.M)
     assert "| balanced_accuracy |" in markdown
 
+    n_female = int(report.subgroup_metrics["sex"].loc["female", "n_samples"])
+    assert f"| female | {n_female} | " in markdown  # counts whole, metrics with decimals
     page = report.to_html(tmp_path / "report.html")
+    assert f"<th>female</th>\n      <td>{n_female}</td>" in page
     assert (tmp_path / "report.html").read_text(encoding="utf-8") == page
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
     assert [alt for alt, _ in images] == [

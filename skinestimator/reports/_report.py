@@ -77,6 +77,8 @@ COUNT_COLUMNS = {"n_samples", "n_train", "n_test", "support", "n_groups"}
 
 
 def _format_value(value, *, count: bool = False) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, float | np.floating | int | np.integer):
         if np.isnan(value):
             return "–"
@@ -84,33 +86,33 @@ def _format_value(value, *, count: bool = False) -> str:
     return str(value)
 
 
-def _formatters(frame: pd.DataFrame) -> dict:
-    return {
-        c: (lambda v, count=c in COUNT_COLUMNS: _format_value(v, count=count))
-        for c in frame.columns
-    }
+def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as strings: counts whole, other numbers with three decimals."""
+    return pd.DataFrame(
+        {c: [_format_value(v, count=c in COUNT_COLUMNS) for v in frame[c]] for c in frame.columns},
+        index=frame.index,
+    )
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
-    index_name = frame.index.name or ""
-    header = [index_name, *map(str, frame.columns)]
+    text = _formatted(frame)
+    header = [frame.index.name or "", *map(str, frame.columns)]
     lines = [
         "| " + " | ".join(header) + " |",
         "| " + " | ".join(["---"] + ["---:"] * len(frame.columns)) + " |",
     ]
-    formatters = _formatters(frame)
-    for index, row in frame.iterrows():
-        cells = [str(index), *(formatters[c](v) for c, v in row.items())]
+    for index, row in text.iterrows():
+        cells = [str(index), *row]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
 def _text_table(frame: pd.DataFrame) -> str:
-    return frame.to_string(formatters=_formatters(frame), na_rep="–", justify="right")
+    return _formatted(frame).to_string(justify="right")
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(formatters={c: _format_value for c in frame.columns}, na_rep="–", border=0)
+    return _formatted(frame).to_html(border=0)
 
 
 def _figure_png(draw, figsize=(6.0, 5.0)) -> str:
