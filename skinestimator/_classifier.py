@@ -824,13 +824,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = self._resolve_device()
         if n_features_in is not None:
             self.n_features_in_ = int(n_features_in)
-        self.net_ = self._build_net(len(self.classes_), 1, None, False)
         # The weights come from the file, so never fetch pretrained ones first.
-        self.net_.set_params(
-            module=build_network(
-                self.backbone, len(self.classes_), pretrained=False, finetune=self.finetune
-            )
-        )
+        module = build_network(self.backbone, len(self.classes_), pretrained=False,
+                               finetune=self.finetune)
+        self.net_ = self._build_net(len(self.classes_), 1, None, False, module=module)
         self.net_.initialize()
         self.net_.module_.load_state_dict(state_dict)
         self.net_.module_.eval()
