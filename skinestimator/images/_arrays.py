@@ -94,10 +94,11 @@ def as_image_batch(X: np.ndarray, image_shape: Sequence[int] | None = None) -> n
     return np.ascontiguousarray(X)
 
 
-def resize_batch(X: np.ndarray, size: Sequence[int]) -> np.ndarray:
+def resize_batch(X: np.ndarray, size: Sequence[int], *, chunk: int = 256) -> np.ndarray:
     """Resize ``(n, H, W, C)`` images to ``size = (height, width)`` (bilinear, antialiased).
 
-    ``uint8`` stays ``uint8`` (rounded); floating point keeps its dtype.
+    ``uint8`` stays ``uint8`` (rounded); floating point keeps its dtype. Works through ``chunk``
+    images at a time so that large data sets never exist as one float copy.
     """
     import torch
     import torch.nn.functional as F
@@ -105,12 +106,13 @@ def resize_batch(X: np.ndarray, size: Sequence[int]) -> np.ndarray:
     height, width = int(size[0]), int(size[1])
     if X.shape[1:3] == (height, width):
         return X
-    tensor = torch.from_numpy(np.ascontiguousarray(X)).permute(0, 3, 1, 2)
-    work = tensor.float() if X.dtype == np.uint8 or X.dtype == np.float16 else tensor
-    out = F.interpolate(
-        work, size=(height, width), mode="bilinear", antialias=True, align_corners=False
-    )
-    out = out.permute(0, 2, 3, 1)
-    if X.dtype == np.uint8:
-        return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
-    return np.ascontiguousarray(out.numpy().astype(X.dtype, copy=False))
+    out = np.empty((len(X), height, width, X.shape[3]), dtype=X.dtype)
+    for start in range(0, len(X), chunk):
+        part = torch.from_numpy(np.ascontiguousarray(X[start:start + chunk])).permute(0, 3, 1, 2)
+        work = part.float() if X.dtype in (np.uint8, np.float16) else part
+        resized = F.interpolate(work, size=(height, width), mode="bilinear", antialias=True,
+                                align_corners=False).permute(0, 2, 3, 1)
+        if X.dtype == np.uint8:
+            resized = resized.round_().clamp_(0, 255).to(torch.uint8)
+        out[start:start + chunk] = resized.numpy()
+    return out
