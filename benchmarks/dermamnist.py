@@ -23,16 +23,19 @@ from _common import (
     write_section,
 )
 
-# The preset: Lite0 fine-tuned on 28 px images upscaled to 112 px.
+# The preset: Lite0 fine-tuned on 28 px images upscaled to 112 px, with class weights halfway
+# (in log space) between none and "balanced", since the target asks for plain accuracy and
+# balanced accuracy at once.
 RECIPE = dict(image_size=(112, 112), max_epochs=8, batch_size=64, lr=2e-3, patience=3,
-              class_weight="balanced")
+              class_weight="sqrt_balanced")
 CONFIGURATIONS = {
     "recipe": dict(RECIPE),
     "seed_cnn (from scratch, 28 px)": dict(backbone="seed_cnn", max_epochs=30, batch_size=64,
-                                           patience=6),
+                                           patience=6, class_weight="sqrt_balanced"),
     "linear probe (frozen Lite0, 112 px)": dict(finetune="head", image_size=(112, 112),
                                                 max_epochs=10, batch_size=64, lr=1e-2,
-                                                augment=False, patience=3),
+                                                augment=False, patience=3,
+                                                class_weight="sqrt_balanced"),
 }
 
 
@@ -43,6 +46,10 @@ def run(name: str, params: dict, seed: int) -> dict:
     X_train, y_train = load_dermamnist(root, split="train")
     X_val, y_val = load_dermamnist(root, split="val")
     X_test, y_test = load_dermamnist(root, split="test")
+    if params.get("class_weight") == "sqrt_balanced":
+        classes, counts = np.unique(y_train, return_counts=True)
+        balanced = len(y_train) / (len(classes) * counts)
+        params = dict(params, class_weight=dict(zip(classes.tolist(), np.sqrt(balanced))))
     clf = SkinLesionClassifier(**params, random_state=seed)
     return score_run(f"{name}, seed {seed}", clf, X_train, y_train, X_test, y_test,
                      fit_params={"X_val": X_val, "y_val": y_val})
@@ -88,7 +95,9 @@ def main() -> None:
         f"Command: `{command_line()}`", "",
         f"Machine: {machine_summary()}. Fit on train, early stopping on the official val split, "
         "scored on test. Recipe preset: `SkinLesionClassifier(" +
-        ", ".join(f"{k}={v!r}" for k, v in RECIPE.items()) + ")`.", "",
+        ", ".join(f"{k}={v!r}" for k, v in RECIPE.items()) + ")`, where `sqrt_balanced` "
+        "stands for the dict of square roots of the `'balanced'` class weights, computed by "
+        "the script from the training labels.", "",
         table, "", verdict,
         "", "Published (official file): ResNet-18 (28 px) 0.735 acc / 0.917 AUC; Google AutoML "
         "Vision 0.768; best 28 px model of MedMNIST+ 0.766; DenseNet-121 at 224 px 0.847.",
