@@ -7,9 +7,9 @@ best-worst gap, and plots, and is saved as one self-contained HTML file.
 
 The data are looked for in ``$SKINESTIMATOR_DATA/ham10000`` (default ``../shared/data`` beside the
 repository); without them the example runs on synthetic images with made-up metadata, and says
-so. To keep it to a few minutes on 2 CPU cores (about 3 on an otherwise idle machine) it uses a
-lesion-grouped sample of 1,200 images, a pretrained EfficientNet-Lite0 with a frozen backbone and
-128-pixel inputs; ``--n-images 0`` uses all of them, ``--epochs`` trains longer.
+so. To keep it to a few minutes on 2 CPU cores it uses a lesion-grouped sample of 1,000 images,
+a pretrained EfficientNet-Lite0 with a frozen backbone and 128-pixel inputs; ``--n-images 0``
+uses all of them, ``--epochs`` trains longer.
 
 Run::
 
@@ -91,7 +91,7 @@ def main():
     parser.add_argument(
         "--n-images",
         type=int,
-        default=1200,
+        default=1000,
         help="lesion-grouped sample size (0 = all 10,015 images)",
     )
     parser.add_argument("--cv", type=int, default=3, help="number of folds")
