@@ -195,6 +195,28 @@ def test_groups_keep_lesions_on_one_side(lesions):
         search.fit(X, y, groups=groups)
 
 
+def test_search_on_a_pipeline_reports_epochs_through_the_step_callbacks(lesions):
+    X, y = lesions
+    pipe = Pipeline([("clf", tiny_classifier(max_epochs=2))])
+    search = OptunaLesionSearchCV(
+        pipe,
+        {"clf__lr": FloatDistribution(1e-3, 1e-2, log=True), "clf__image_size": [24, 32]},
+        default_space=False,
+        n_trials=2,
+        cv=2,
+        random_state=0,
+    ).fit(X, y)
+    assert set(search.best_params_) == {"clf__lr", "clf__image_size"}
+    assert search.best_params_["clf__image_size"] in ((24, 24), (32, 32))
+    assert (
+        search.best_estimator_.named_steps["clf"].image_size_
+        == (search.best_params_["clf__image_size"])
+    )
+    # 2 folds x 2 epochs reported per trial through clf__callbacks.
+    assert all(len(t.intermediate_values) == 4 for t in search.study_.trials)
+    assert search.predict_proba(X[:3]).shape == (3, 3)
+
+
 def test_inner_validation_split_is_grouped_too(lesions):
     X, y = lesions
     groups = np.arange(len(y)) // 3
