@@ -194,7 +194,7 @@ def test_sample_weight_and_class_weight(lesions_train):
     X, y = lesions_train
     X, y = X[:60], y[:60]
     favoured = np.where(y == "dark_round", 100.0, 1.0)
-    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e-4))
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e-4, class_weight=None))
     plain = clone(clf).fit(X, y).predict_proba(X)[:, 0]
     weighted = clone(clf).fit(X, y, sample_weight=favoured).predict_proba(X)[:, 0]
     assert weighted.mean() > plain.mean()
