@@ -68,6 +68,19 @@ class _LesionNeuralNet(NeuralNetClassifier):
         return per_sample.mean()
 
 
+def _validation_balanced_accuracy(net, X, y) -> float:
+    """Balanced accuracy of the epoch's validation predictions (skorch passes cached ones).
+
+    A lesion-grouped validation set can lack a rare class; scikit-learn then warns on every
+    epoch that predictions hold classes missing from y_true, which says nothing new.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return balanced_accuracy_score(y, net.predict(X))
+
+
 class _WarmupCosine:
     """Learning-rate factor per batch: linear warm-up, then cosine decay to zero.
 
@@ -112,8 +125,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
     finetune : "all", "head" or int, default="all"
         What trains: the whole network, only the classification head (a linear probe on frozen
         features), or the last ``k`` backbone stages plus the head.
-    image_size : (height, width) or None, default=None
-        Size the network sees. ``None``: an array's own size, and 224×224 for file paths.
+    image_size : int, (height, width) or None, default=None
+        Size the network sees (an int is a square). ``None``: an array's own size, and 224×224
+        for file paths.
     resize : {"crop", "pad", "stretch"}, default="crop"
         How files and arrays of another aspect ratio reach ``image_size`` (see
         :class:`~skinestimator.ImageLoader`); arrays of another size are resized without crop.
@@ -202,7 +216,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         backbone: str | Callable = "efficientnet_lite0",
         pretrained: bool = True,
         finetune: str | int = "all",
-        image_size: tuple[int, int] | None = None,
+        image_size: int | tuple[int, int] | None = None,
         resize: str = "crop",
         image_shape: tuple[int, ...] | None = None,
         max_epochs: int = 10,
@@ -289,14 +303,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"finetune must be 'all', 'head' or a positive int, got {self.finetune!r}"
             )
-        if self.image_size is not None and not (
-            isinstance(self.image_size, Sequence)
-            and len(self.image_size) == 2
-            and all(isinstance(v, numbers.Integral) and v >= 1 for v in self.image_size)
-        ):
-            raise ValueError(
-                f"image_size must be None or (height, width) positive ints, got {self.image_size!r}"
-            )
+        self._image_size_param()
         if self.resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
         if not (callable(self.optimizer) or self.optimizer in _OPTIMIZERS):
@@ -334,6 +341,24 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"device must be a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}"
             )
+
+    def _image_size_param(self) -> tuple[int, int] | None:
+        """``image_size`` as ``(height, width)``; an int means a square."""
+        size = self.image_size
+        if size is None:
+            return None
+        if isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1:
+            return int(size), int(size)
+        if (
+            isinstance(size, Sequence)
+            and len(size) == 2
+            and all(isinstance(v, numbers.Integral) and v >= 1 for v in size)
+        ):
+            return int(size[0]), int(size[1])
+        raise ValueError(
+            f"image_size must be None, a positive int or (height, width) positive ints, got "
+            f"{size!r}"
+        )
 
     def _resolve_device(self) -> str:
         if self.device == "auto":
@@ -462,7 +487,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
         if not continuing:
             if self.image_size is not None:
-                self.image_size_ = (int(self.image_size[0]), int(self.image_size[1]))
+                self.image_size_ = self._image_size_param()
             elif from_paths:
                 self.image_size_ = _DEFAULT_PATH_IMAGE_SIZE
             else:
@@ -678,7 +703,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 (
                     "valid_bacc",
                     EpochScoring(
-                        "balanced_accuracy",
+                        _validation_balanced_accuracy,
                         lower_is_better=False,
                         name="valid_bacc",
                         use_caching=True,

@@ -38,10 +38,10 @@ def test_seed_cnn_learns_the_synthetic_task(lesions_train, lesions_test):
 
 def test_pretrained_lite0_learns_the_synthetic_task(lesions_train, lesions_test):
     X, y = lesions_train
-    clf = SkinLesionClassifier(max_epochs=3, image_size=(64, 64), random_state=0).fit(X, y)
+    clf = SkinLesionClassifier(max_epochs=3, image_size=64, random_state=0).fit(X, y)
     X_test, y_test = lesions_test
     assert accuracy_score(y_test, clf.predict(X_test)) >= 0.9
-    assert clf.image_size_ == (64, 64)
+    assert clf.image_size_ == (64, 64)  # an int image_size means a square
 
 
 def test_head_only_training_changes_only_the_head(lesions_train):
