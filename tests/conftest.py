@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skinestimator import make_synthetic_lesions, save_image_folder
+from skinestimator import SkinLesionClassifier, make_synthetic_lesions, save_image_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SKINESTIMATOR_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -45,3 +45,19 @@ def lesion_folder(tmp_path_factory, lesions_train):
     X, y = lesions_train
     paths = save_image_folder(X, y, root)
     return root, paths, y
+
+
+def tiny_classifier(**params) -> SkinLesionClassifier:
+    """A from-scratch CNN on 32 px images that trains in about a second."""
+    defaults = dict(
+        backbone="seed_cnn",
+        image_size=(32, 32),
+        max_epochs=2,
+        batch_size=16,
+        validation_fraction=0.25,
+        patience=None,
+        augment=0.0,
+        num_workers=0,
+        random_state=0,
+    )
+    return SkinLesionClassifier(**{**defaults, **params})

@@ -13,13 +13,14 @@ from sklearn.base import is_classifier
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
 from sklearn.pipeline import Pipeline
 
-from skinestimator import ImageLoader, SkinLesionClassifier, make_synthetic_lesions
+from skinestimator import ImageLoader, make_synthetic_lesions
 from skinestimator.model_selection import (
     OptunaLesionSearchCV,
     check_group_cv,
     default_search_space,
     fit_grouped,
 )
+from tests.conftest import tiny_classifier as base_tiny_classifier
 
 LR_ONLY = {"lr": FloatDistribution(1e-8, 1e-1, log=True)}
 
@@ -30,18 +31,7 @@ def lesions():
 
 
 def tiny_classifier(**params):
-    defaults = dict(
-        backbone="seed_cnn",
-        image_size=(32, 32),
-        max_epochs=3,
-        batch_size=16,
-        validation_fraction=0.25,
-        patience=None,
-        augment=0.0,
-        num_workers=0,
-        random_state=0,
-    )
-    return SkinLesionClassifier(**{**defaults, **params})
+    return base_tiny_classifier(**{"max_epochs": 3, **params})
 
 
 def test_search_is_a_classifier_so_cv_around_it_stratifies():

@@ -2,9 +2,7 @@
 
 import base64
 import io
-import os
 import re
-from pathlib import Path
 
 import matplotlib
 
@@ -20,7 +18,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
-from skinestimator import SkinLesionClassifier, load_ham10000, make_synthetic_lesions  # noqa: E402
+from skinestimator import load_ham10000, make_synthetic_lesions  # noqa: E402
 from skinestimator.reports import (  # noqa: E402
     OneVsRestRocDisplay,
     ReliabilityDisplay,
@@ -31,28 +29,11 @@ from skinestimator.reports import (  # noqa: E402
     per_class_metrics,
     reliability_curve,
 )
+from tests.conftest import HAM10000_DIR, tiny_classifier  # noqa: E402
 
-DATA = Path(
-    os.environ.get(
-        "SKINESTIMATOR_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-)
-HAM = DATA / "ham10000"
+HAM = HAM10000_DIR
 
 
-def tiny_classifier(**params):
-    defaults = dict(
-        backbone="seed_cnn",
-        image_size=(32, 32),
-        max_epochs=2,
-        batch_size=16,
-        validation_fraction=0.25,
-        patience=None,
-        augment=0.0,
-        num_workers=0,
-        random_state=0,
-    )
-    return SkinLesionClassifier(**{**defaults, **params})
 
 
 @pytest.fixture(scope="module")

@@ -15,26 +15,11 @@ from sklearn.pipeline import Pipeline
 
 from skinestimator import (
     ImageLoader,
-    SkinLesionClassifier,
     load_image_folder,
     make_synthetic_lesions,
     save_image_folder,
 )
-
-
-def tiny_classifier(**params):
-    defaults = dict(
-        backbone="seed_cnn",
-        image_size=(32, 32),
-        max_epochs=2,
-        batch_size=16,
-        validation_fraction=0.25,
-        patience=None,
-        augment=0.0,
-        num_workers=0,
-        random_state=0,
-    )
-    return SkinLesionClassifier(**{**defaults, **params})
+from tests.conftest import tiny_classifier
 
 
 @pytest.fixture(scope="module")
