@@ -35,7 +35,10 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
         cells = []
         for column in columns:
             value = row.get(column, "")
-            cells.append(f"{value:.3f}" if isinstance(value, float) else str(value))
+            if isinstance(value, float):
+                cells.append(f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}")
+            else:
+                cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
