@@ -257,7 +257,7 @@ class ColorConstancy(_ArrayImageTransformer):
     >>> from skinestimator import ColorConstancy
     >>> reddish = np.zeros((1, 8, 8, 3), dtype=np.uint8) + np.array([200, 100, 100], np.uint8)
     >>> ColorConstancy().fit_transform(reddish)[0, 0, 0]
-    array([147, 147, 147], dtype=uint8)
+    array([141, 141, 141], dtype=uint8)
     """
 
     def __init__(self, *, power: float = 6.0, image_shape=None):
