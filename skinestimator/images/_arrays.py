@@ -108,7 +108,9 @@ def resize_batch(X: np.ndarray, size: Sequence[int], *, chunk: int = 256) -> np.
         return X
     out = np.empty((len(X), height, width, X.shape[3]), dtype=X.dtype)
     for start in range(0, len(X), chunk):
-        part = torch.from_numpy(np.ascontiguousarray(X[start:start + chunk])).permute(0, 3, 1, 2)
+        # A writable C-contiguous view (a copy only for read-only input such as a memmap).
+        part = np.require(X[start:start + chunk], requirements=["C", "W"])
+        part = torch.from_numpy(part).permute(0, 3, 1, 2)
         work = part.float() if X.dtype in (np.uint8, np.float16) else part
         resized = F.interpolate(work, size=(height, width), mode="bilinear", antialias=True,
                                 align_corners=False).permute(0, 2, 3, 1)
