@@ -378,11 +378,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if fitting and hasattr(self, "n_features_in_"):
                 del self.n_features_in_
             return paths, True
-        is_table = (
-            hasattr(X, "iloc")
-            or getattr(np.asarray(X) if not hasattr(X, "ndim") else X, "ndim", None) == 2
-        )
-        if is_table:
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
+        if ndim == 2:  # tables (DataFrames included) get scikit-learn's full validation
             array = validate_data(
                 self,
                 X,
