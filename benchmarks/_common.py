@@ -73,6 +73,10 @@ def score_run(name: str, clf, X_train, y_train, X_test, y_test, *, fit_params=No
     start = time.perf_counter()
     clf.fit(X_train, y_train, **(fit_params or {}))
     train_seconds = time.perf_counter() - start
+    for epoch in clf.history_:
+        scores = {k: round(v, 4) for k, v in epoch.items()
+                  if k in ("epoch", "train_loss", "valid_loss", "valid_bacc", "dur")}
+        print(f"    {name}: {scores}", flush=True)
     start = time.perf_counter()
     proba = clf.predict_proba(X_test)
     predict_seconds = time.perf_counter() - start

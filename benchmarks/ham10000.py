@@ -48,15 +48,21 @@ def grouped_split(labels, groups):
     return next(splitter.split(np.zeros(len(labels)), labels, groups))
 
 
-def run(key: str, params: dict, seed: int, max_train: int | None) -> dict:
+def run(key: str, params: dict, seed: int, max_train: int | None, verbose: bool = False) -> dict:
     from skinestimator import SkinLesionClassifier, load_ham10000
 
     paths, labels, groups = load_ham10000(DATA_DIR / "ham10000")
     train, test = grouped_split(labels, groups)
     assert not set(groups[train]) & set(groups[test])  # no lesion on both sides
     if max_train:
-        train = np.random.default_rng(seed).choice(train, max_train, replace=False)
+        from sklearn.model_selection import train_test_split
+
+        # Stratified, so that even a small smoke run sees every class.
+        train, _ = train_test_split(train, train_size=max_train, stratify=labels[train],
+                                    random_state=seed)
     clf = SkinLesionClassifier(**params, random_state=seed)
+    if verbose:  # progress output only: the model is the same
+        clf.set_params(verbose=1)
     return score_run(f"{LABELS[key]}, seed {seed}", clf, paths[train], labels[train],
                      paths[test], labels[test])
 
@@ -68,6 +74,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on a random subset of the training fold (smoke runs)")
+    parser.add_argument("--verbose", action="store_true", help="show each epoch as it ends")
     args = parser.parse_args()
     if not (DATA_DIR / "ham10000" / "HAM10000_metadata.csv").exists():
         sys.exit(f"HAM10000 not found under {DATA_DIR} (set SKINESTIMATOR_DATA)")
@@ -77,7 +84,8 @@ def main() -> None:
     for key in args.only:
         for seed in args.seeds:
             print(f"  running {LABELS[key]}, seed {seed}: {CONFIGURATIONS[key]}", flush=True)
-            rows.append(run_isolated(run, key, CONFIGURATIONS[key], seed, args.max_train))
+            rows.append(run_isolated(run, key, CONFIGURATIONS[key], seed, args.max_train,
+                                     args.verbose))
             print("   ", {k: rows[-1][k] for k in ("balanced accuracy", "macro AUC",
                                                      "train time (s)")}, flush=True)
     table = markdown_table(rows, RESULT_COLUMNS)

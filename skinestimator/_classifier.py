@@ -24,13 +24,32 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import BatchAugmentation, ImageCache, ImageDataset
-from .images import RESIZE_POLICIES, as_image_batch, is_path_sequence, read_image, resize_batch
+from .images import (
+    RESIZE_POLICIES,
+    as_image_batch,
+    image_file_size,
+    is_path_sequence,
+    read_image,
+    resize_batch,
+)
 from .networks import build_network
 
 __all__ = ["SkinLesionClassifier"]
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-_DEFAULT_PATH_IMAGE_SIZE = (224, 224)
+# File paths train at their own size by default, scaled down so that the shorter side is at most
+# this: HAM10000's 150x200 images then train as they are (measured: docs/benchmarks.md), and a
+# phone photo is not fed to the network at full resolution.
+_MAX_DEFAULT_SHORT_SIDE = 224
+_SIZE_SAMPLE = 64
+
+
+def _default_path_image_size(paths: np.ndarray) -> tuple[int, int]:
+    """Median ``(height, width)`` of up to 64 evenly spaced files, shorter side capped at 224."""
+    sample = paths[np.linspace(0, len(paths) - 1, min(len(paths), _SIZE_SAMPLE)).astype(int)]
+    height, width = np.median([image_file_size(p) for p in sample], axis=0)
+    scale = min(1.0, _MAX_DEFAULT_SHORT_SIDE / min(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class _LesionNeuralNet(NeuralNetClassifier):
@@ -126,8 +145,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         What trains: the whole network, only the classification head (a linear probe on frozen
         features), or the last ``k`` backbone stages plus the head.
     image_size : int, (height, width) or None, default=None
-        Size the network sees (an int is a square). ``None``: an array's own size, and 224×224
-        for file paths.
+        Size the network sees (an int is a square). ``None``: an array's own size; for file
+        paths, the median size of (up to 64 of) the training files, scaled down so that the
+        shorter side is at most 224 px (HAM10000's 150×200 images train as they are).
     resize : {"crop", "pad", "stretch"}, default="crop"
         How files and arrays of another aspect ratio reach ``image_size`` (see
         :class:`~skinestimator.ImageLoader`); arrays of another size are resized without crop.
@@ -135,7 +155,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         For 2-D input ``(n, d)``: the ``(height, width[, channels])`` of each flattened row (e.g.
         ``(8, 8)`` for scikit-learn's digits). Without it, ``d = s*s`` is an ``s × s`` grey image,
         ``d = 3*s*s`` an RGB one, and anything else a ``1 × d`` strip.
-    max_epochs : int, default=10
+    max_epochs : int, default=15
     batch_size : int, default=32
     predict_batch_size : int or None, default=None
         Batch size for prediction and validation (``None``: ``batch_size``). Convolution
@@ -219,7 +239,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         image_size: int | tuple[int, int] | None = None,
         resize: str = "crop",
         image_shape: tuple[int, ...] | None = None,
-        max_epochs: int = 10,
+        max_epochs: int = 15,
         batch_size: int = 32,
         predict_batch_size: int | None = None,
         lr: float = 1e-3,
@@ -486,7 +506,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if self.image_size is not None:
                 self.image_size_ = self._image_size_param()
             elif from_paths:
-                self.image_size_ = _DEFAULT_PATH_IMAGE_SIZE
+                self.image_size_ = _default_path_image_size(images)
             else:
                 self.image_size_ = (int(images.shape[1]), int(images.shape[2]))
         if not from_paths and images.shape[1:3] != tuple(self.image_size_):

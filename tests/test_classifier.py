@@ -14,11 +14,15 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
 
+from PIL import Image
+
 from skinestimator import (
     ImageLoader,
     ImageReadError,
     SkinLesionClassifier,
     load_ham10000,
+    make_synthetic_lesions,
+    save_image_folder,
 )
 from tests.conftest import require_ham10000
 
@@ -67,6 +71,21 @@ def test_fit_from_paths_equals_fit_from_arrays(lesion_folder):
     from_arrays = SkinLesionClassifier(**params).fit(arrays, y)
     np.testing.assert_allclose(from_paths.predict_proba(paths), from_arrays.predict_proba(arrays),
                                atol=1e-6)
+
+
+def test_file_paths_train_at_their_own_size_capped_at_224(tmp_path):
+    """Without image_size, files train at their median size, shorter side at most 224 px."""
+    X, y = make_synthetic_lesions(n_samples=12, image_size=(30, 40), n_classes=2, random_state=0)
+    small = save_image_folder(X, y, tmp_path / "small")
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1, num_workers=0,
+                                      validation_fraction=None))
+    assert clf.fit(small, y).image_size_ == (30, 40)  # never upscaled
+    big = []
+    for i, image in enumerate(X):  # 600x800 "photos", same content
+        big.append(tmp_path / f"big_{i}.png")
+        Image.fromarray(image).resize((800, 600)).save(big[-1])
+    assert clf.fit([str(p) for p in big], y).image_size_ == (224, 299)
+    assert clf.predict([str(p) for p in big]).shape == (12,)
 
 
 class _DeleteFilesAfterFirstEpoch(Callback):

@@ -22,6 +22,7 @@ from skinestimator import (
     read_image,
     save_image_folder,
 )
+from skinestimator.images import image_file_size
 from tests.conftest import require_dermamnist, require_ham10000
 
 
@@ -42,6 +43,7 @@ def test_exif_orientation_is_honoured(tmp_path):
     path = _save(tmp_path, "rotated.jpg", image, exif=exif, quality=95)
     out = read_image(path)
     assert out.shape == (40, 20, 3)  # displayed upright: portrait
+    assert image_file_size(path) == (40, 20)  # the header alone gives the same answer
     assert out[:10, :, 0].mean() > 200 and out[-10:, :, 0].mean() < 50  # red ends up on top
 
 
@@ -96,6 +98,9 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path):
     not_an_image.write_text("this is not a JPEG")
     with pytest.raises(ImageReadError, match="notes.jpg"):
         read_image(not_an_image)
+    for broken in (missing, not_an_image):
+        with pytest.raises(ImageReadError, match=broken.name):
+            image_file_size(broken)
     good = _save(tmp_path, "good.jpg", Image.new("RGB", (64, 64), (9, 9, 9)))
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])

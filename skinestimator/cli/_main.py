@@ -652,8 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="efficientnet_lite0 (ImageNet weights), seed_cnn (small, from "
                         "scratch) or a timm model name")
     p.add_argument("--image-size", type=_image_size, default=None, metavar="SIZE",
-                   help="network input, SIZE or HEIGHTxWIDTH (default: 224)")
-    p.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs")
+                   help="network input, SIZE or HEIGHTxWIDTH (default: the images' own size, "
+                        "shorter side at most 224)")
+    p.add_argument("--epochs", type=_positive_int, default=15, help="maximum epochs")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate")
     p.add_argument("--finetune", type=_finetune, default="all",

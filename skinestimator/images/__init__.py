@@ -10,7 +10,7 @@ from ._datasets import (
     make_synthetic_lesions,
     save_image_folder,
 )
-from ._io import RESIZE_POLICIES, ImageReadError, read_image
+from ._io import RESIZE_POLICIES, ImageReadError, image_file_size, read_image
 from ._transformers import ColorConstancy, ImageLoader, ImageResizer
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ImageResizer",
     "RESIZE_POLICIES",
     "as_image_batch",
+    "image_file_size",
     "is_path_sequence",
     "load_dermamnist",
     "load_ham10000",

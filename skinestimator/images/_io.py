@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageReadError", "read_image", "RESIZE_POLICIES"]
+__all__ = ["ImageReadError", "image_file_size", "read_image", "RESIZE_POLICIES"]
 
 RESIZE_POLICIES = ("crop", "pad", "stretch")
 
@@ -31,6 +31,40 @@ class ImageReadError(ValueError):
 
     The message always names the file.
     """
+
+
+# EXIF orientations 5-8 rotate the picture by 90 degrees: height and width swap.
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def image_file_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The ``(height, width)`` :func:`read_image` would return for ``size=None``.
+
+    Only the file's header is read (no pixel decoding); the EXIF orientation is honoured.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from PIL import Image
+    >>> from skinestimator.images import image_file_size
+    >>> path = os.path.join(tempfile.mkdtemp(), "wide.png")
+    >>> Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(path)
+    >>> image_file_size(path)
+    (40, 60)
+    """
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+                width, height = height, width
+            return int(height), int(width)
+    except FileNotFoundError:
+        raise ImageReadError(f"image file not found: {name!r}") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"expected an image file but got a directory: {name!r}") from None
+    except _PIL_ERRORS as exc:
+        raise ImageReadError(f"cannot read image {name!r}: {exc}") from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
