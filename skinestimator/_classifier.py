@@ -23,6 +23,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._validation import grouped_holdout
 from .data import BatchAugmentation, ImageCache, ImageDataset
 from .images import (
     RESIZE_POLICIES,
@@ -175,7 +176,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         metric, balanced accuracy (ISIC's), needs the rare classes learned. ``None`` optimizes
         plain accuracy instead.
     validation_fraction : float or None, default=0.1
-        Share of the training data held out (stratified, seeded by ``random_state``) to score
+        Share of the training data held out (stratified, seeded by ``random_state``, and made
+        of whole groups when ``fit`` gets ``groups``) to score
         each epoch (``valid_loss``, ``valid_bacc`` = balanced accuracy). ``None`` or 0 trains on
         everything.
     patience : int or None, default=5
@@ -421,7 +423,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         return images, False
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
+    def fit(self, X, y, sample_weight=None, *, groups=None, X_val=None, y_val=None):
         """Train the network.
 
         Parameters
@@ -433,11 +435,18 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             Class labels of any type.
         sample_weight : array-like of shape (n,), default=None
             Per-image weights in the loss (multiplied with ``class_weight``).
+        groups : array-like of shape (n,), default=None
+            Group labels such as HAM10000's ``lesion_id`` or a patient id: the
+            ``validation_fraction`` held out for early stopping then takes whole groups, so that
+            no lesion is on both sides and the validation score is not inflated. With
+            scikit-learn's metadata routing, ``set_fit_request(groups=True)`` lets
+            ``cross_validate(..., params={"groups": g})`` pass the same groups to the splitter
+            and to this split.
         X_val, y_val : like ``X`` and ``y``, default=None
             A validation set of your own (e.g. an official split, or one grouped by lesion) for
             the per-epoch scores and early stopping, used instead of holding out
             ``validation_fraction`` of ``X`` (as in scikit-learn's
-            ``HistGradientBoostingClassifier``).
+            ``HistGradientBoostingClassifier``). ``groups`` is then unused.
 
         Returns
         -------
@@ -446,7 +455,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
         return self._fit(X, y, sample_weight=sample_weight, epochs=None, classes=None,
-                         validation=None if X_val is None else (X_val, y_val))
+                         validation=None if X_val is None else (X_val, y_val), groups=groups)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train one more epoch on ``(X, y)`` (a fresh network on the first call).
@@ -464,7 +473,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight=sample_weight, epochs=1, classes=classes,
                          validation=None)
 
-    def _fit(self, X, y, *, sample_weight, epochs, classes, validation):
+    def _fit(self, X, y, *, sample_weight, epochs, classes, validation, groups=None):
         self._check_params()
         continuing = epochs is not None or self.warm_start
         continuing = continuing and hasattr(self, "net_")
@@ -528,7 +537,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         cache = new_cache(len(images))
         use_validation = epochs is None and bool(self.validation_fraction)
         train_idx, valid_idx = self._split(y_encoded, split_seed,
-                                           use_validation and validation is None)
+                                           use_validation and validation is None, groups)
 
         def subset(index, *, train):
             return ImageDataset(
@@ -618,10 +627,16 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             )
         return weights.astype(np.float32)
 
-    def _split(self, y_encoded, seed, use_validation):
+    def _split(self, y_encoded, seed, use_validation, groups=None):
         n = len(y_encoded)
+        if groups is not None:
+            groups = column_or_1d(groups)
+            if len(groups) != n:
+                raise ValueError(f"groups has {len(groups)} entries but X has {n} samples")
         if not use_validation:
             return np.arange(n), None
+        if groups is not None:
+            return self._grouped_split(y_encoded, groups, seed)
         n_valid = int(math.ceil(self.validation_fraction * n))
         n_classes = len(np.unique(y_encoded))
         if n_valid < 1 or n - n_valid < 2:
@@ -639,6 +654,13 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
         train_idx, valid_idx = next(splitter.split(np.zeros(n), y_encoded))
         return np.sort(train_idx), np.sort(valid_idx)
+
+    def _grouped_split(self, y_encoded, groups, seed):
+        try:
+            return grouped_holdout(y_encoded, groups, self.validation_fraction, seed=seed)
+        except ValueError as exc:
+            warnings.warn(f"{exc}; training without validation", UserWarning, stacklevel=4)
+            return np.arange(len(y_encoded)), None
 
     def _workers(self, from_paths: bool) -> int:
         if self.num_workers != "auto":

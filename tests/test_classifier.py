@@ -8,13 +8,12 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
-
-from PIL import Image
 
 from skinestimator import (
     ImageLoader,
@@ -241,6 +240,58 @@ def test_validation_split_is_stratified_and_reproducible(lesions_train):
     np.testing.assert_array_equal(valid_a, valid_b)
     assert len(np.intersect1d(train_a, valid_a)) == 0 and len(valid_a) == 30
     assert set(np.bincount(y_encoded[valid_a])) == {10}
+
+
+def _validation_recorder():
+    """A callback (and its clones) noting the inputs of the validation set of each fit."""
+
+    class RecordValidationSet(Callback):
+        seen = []  # on the class: clone() copies the callback inside cross_validate
+
+        def on_train_begin(self, net, X=None, y=None, **kwargs):
+            split = net.train_split
+            self.seen.append(None if split is None else split.keywords["valid_ds"].X)
+
+    return RecordValidationSet()
+
+
+def test_groups_make_the_validation_split_hold_out_whole_groups(lesion_folder):
+    _, paths, y = lesion_folder
+    groups = np.arange(len(y)) // 3  # three images per "lesion"
+    record = _validation_recorder()
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1, num_workers=0,
+                                      validation_fraction=0.2), image_size=(32, 32),
+                               callbacks=[record])
+    clf.fit(paths, y, groups=groups)
+    held_out = np.isin(paths, record.seen[0])
+    assert 0.1 <= held_out.mean() <= 0.3
+    assert not set(groups[held_out]) & set(groups[~held_out])  # no lesion on both sides
+    assert set(y[held_out]) == set(y)  # still stratified by class
+    with pytest.raises(ValueError, match="groups has 5 entries"):
+        clf.fit(paths, y, groups=groups[:5])
+    with pytest.warns(UserWarning, match="at least 2 groups"):
+        clf.fit(paths, y, groups=np.zeros(len(y)))
+    assert record.seen[-1] is None  # trained on everything, without validation
+
+
+def test_groups_reach_fit_through_metadata_routing(lesions_train):
+    """cross_validate passes the same groups to the splitter and to the classifier's split."""
+    import sklearn
+    from sklearn.model_selection import StratifiedGroupKFold, cross_validate
+
+    X, y = lesions_train
+    groups = np.arange(len(y)) // 3
+    record = _validation_recorder()
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1, validation_fraction=0.2),
+                                   callbacks=[record])
+        clf.set_fit_request(groups=True, sample_weight=False, X_val=False, y_val=False)
+        result = cross_validate(clf, X, y, cv=StratifiedGroupKFold(2),
+                                params={"groups": groups})
+    # Each fold's classifier held out whole groups of its own 75 training images (about 20 %).
+    assert len(result["test_score"]) == 2 and len(record.seen) == 2
+    for valid_images in record.seen:
+        assert 9 <= len(valid_images) <= 21 and len(valid_images) % 3 == 0
 
 
 def test_same_seed_same_predictions_and_global_rng_untouched(lesions_train):

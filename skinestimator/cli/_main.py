@@ -198,7 +198,7 @@ def _grouping(paths, metadata: str, group_column: str, id_column: str):
 
 
 def _grouped_holdout(labels, groups, fraction: float, seed: int):
-    from sklearn.model_selection import StratifiedGroupKFold
+    from skinestimator._validation import grouped_holdout
 
     n_splits = max(2, round(1.0 / fraction))
     n_groups = len(np.unique(groups))
@@ -208,12 +208,7 @@ def _grouped_holdout(labels, groups, fraction: float, seed: int):
             f"{fraction:.0%} of them for validation; lower --validation-fraction or use 0",
             EXIT_DATA,
         )
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        # Rare classes smaller than n_splits make sklearn warn; the split is still valid.
-        warnings.simplefilter("ignore", UserWarning)
-        train_idx, valid_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
-    return train_idx, valid_idx
+    return grouped_holdout(labels, groups, fraction, seed=seed)
 
 
 def cmd_train(args) -> int:
@@ -258,9 +253,9 @@ def cmd_train(args) -> int:
     metrics = None
     if groups is not None:
         if args.validation_fraction:
-            # The classifier's own validation split is not grouped: images of one lesion would
-            # land on both sides and inflate the score that picks the best epoch. Hold out
-            # whole groups here and give them to fit as its validation set.
+            # Whole groups are held out (images of one lesion on both sides would inflate the
+            # score that picks the best epoch). The split is made here rather than by
+            # fit(groups=) because the validation report below needs its indices.
             train_idx, valid_idx = _grouped_holdout(labels, groups, args.validation_fraction,
                                                     args.seed)
             _say(args, f"validation: {len(valid_idx)} images of "

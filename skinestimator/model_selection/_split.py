@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 from numbers import Integral
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, check_cv
 from sklearn.utils import _safe_indexing
+
+from .._validation import grouped_holdout
 
 __all__ = [
     "check_group_cv",
@@ -126,16 +127,7 @@ def grouped_validation_split(y, groups, fraction: float, *, random_state=None):
     if not 0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}.")
     seed = random_state if isinstance(random_state, Integral) else 0
-    splitter = StratifiedGroupKFold(
-        n_splits=max(2, int(round(1 / fraction))), shuffle=True, random_state=seed
-    )
-    y = np.asarray(y)
-    with warnings.catch_warnings():
-        # Only one of the folds is used: a rare class missing from the validation
-        # part is expected, not worth a warning on every fit.
-        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        train, valid = next(splitter.split(np.zeros(len(y)), y, groups))
-    return train, valid
+    return grouped_holdout(y, groups, fraction, seed=seed)
 
 
 def fit_grouped(estimator, X, y, groups=None):
