@@ -7,7 +7,8 @@ the streaming torch dataset, the command line and the web page share one colour 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,6 +38,20 @@ class ImageReadError(ValueError):
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 
 
+@contextmanager
+def _opened(name: str) -> Iterator[Image.Image]:
+    """``Image.open(name)``, every failure turned into an ``ImageReadError`` naming the file."""
+    try:
+        with Image.open(name) as image:
+            yield image
+    except FileNotFoundError:
+        raise ImageReadError(f"image file not found: {name!r}") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"expected an image file but got a directory: {name!r}") from None
+    except _PIL_ERRORS as exc:
+        raise ImageReadError(f"cannot read image {name!r}: {exc}") from exc
+
+
 def image_file_size(path: str | os.PathLike) -> tuple[int, int]:
     """The ``(height, width)`` :func:`read_image` would return for ``size=None``.
 
@@ -52,19 +67,11 @@ def image_file_size(path: str | os.PathLike) -> tuple[int, int]:
     >>> image_file_size(path)
     (40, 60)
     """
-    name = os.fspath(path)
-    try:
-        with Image.open(name) as image:
-            width, height = image.size
-            if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
-                width, height = height, width
-            return int(height), int(width)
-    except FileNotFoundError:
-        raise ImageReadError(f"image file not found: {name!r}") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"expected an image file but got a directory: {name!r}") from None
-    except _PIL_ERRORS as exc:
-        raise ImageReadError(f"cannot read image {name!r}: {exc}") from exc
+    with _opened(os.fspath(path)) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+            width, height = height, width
+        return int(height), int(width)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -155,21 +162,13 @@ def read_image(
     """
     if resize not in RESIZE_POLICIES:
         raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
-    name = os.fspath(path)
-    try:
-        with Image.open(name) as image:
-            if size is not None and image.format == "JPEG":
-                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much smaller:
-                # large clinical photos then cost a fraction of a full decode.
-                image.draft("RGB", (int(size[1]), int(size[0])))
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            image = _to_rgb(image)
-            image = _resize(image, None if size is None else (int(size[0]), int(size[1])), resize)
-            return np.asarray(image, dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise ImageReadError(f"image file not found: {name!r}") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"expected an image file but got a directory: {name!r}") from None
-    except _PIL_ERRORS as exc:
-        raise ImageReadError(f"cannot read image {name!r}: {exc}") from exc
+    with _opened(os.fspath(path)) as image:
+        if size is not None and image.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much smaller:
+            # large clinical photos then cost a fraction of a full decode.
+            image.draft("RGB", (int(size[1]), int(size[0])))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+        image = _resize(image, None if size is None else (int(size[0]), int(size[1])), resize)
+        return np.asarray(image, dtype=np.uint8).copy()
