@@ -83,6 +83,13 @@ def score_run(name: str, clf, X_train, y_train, X_test, y_test, *, fit_params=No
     predicted = clf.classes_[proba.argmax(axis=1)]
     recalls = recall_score(y_test, predicted, labels=clf.classes_, average=None)
     epochs = len(clf.history_)
+    with_tta = {}
+    if getattr(clf, "tta", None) is False:
+        # The same fitted model with test-time flips: what tta=True would add, at no training cost.
+        clf.set_params(tta=True)
+        tta_predicted = clf.predict(X_test)
+        clf.set_params(tta=False)
+        with_tta = {"balanced accuracy with tta": balanced_accuracy_score(y_test, tta_predicted)}
     return {
         "configuration": name,
         "accuracy": accuracy_score(y_test, predicted),
@@ -95,6 +102,7 @@ def score_run(name: str, clf, X_train, y_train, X_test, y_test, *, fit_params=No
         "train img/s": round(len(y_train) * epochs / train_seconds, 1),
         "predict img/s": round(len(y_test) / predict_seconds, 1),
         "peak RSS (GB)": round(peak_rss_gb(), 2),
+        **with_tta,
     }
 
 
