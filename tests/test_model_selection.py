@@ -9,9 +9,11 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+from sklearn import config_context
 from sklearn.base import is_classifier
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from skinestimator import ImageLoader, make_synthetic_lesions
 from skinestimator.model_selection import (
@@ -208,16 +210,40 @@ def test_search_on_a_pipeline_reports_epochs_through_the_step_callbacks(lesions)
 
 
 def test_inner_validation_split_is_grouped_too(lesions):
+    # fit(groups=) itself holds out whole groups (tested in test_classifier.py); fit_grouped
+    # must make exactly that fit, not an ungrouped one.
     X, y = lesions
     groups = np.arange(len(y)) // 3
     clf = tiny_classifier(max_epochs=1)
-    valid = fit_grouped(clf, X, y, groups)
-    rest = np.setdiff1d(np.arange(len(y)), valid)
-    assert len(valid) == pytest.approx(0.25 * len(y), abs=4)
-    assert not set(groups[valid]) & set(groups[rest])
+    assert fit_grouped(clf, X, y, groups) is clf
     assert "valid_bacc" in clf.history_[0]
-    # A Pipeline cannot pass X_val through its steps: plain fit, no grouped split.
-    assert fit_grouped(Pipeline([("clf", tiny_classifier(max_epochs=1))]), X, y, groups) is None
+    direct = tiny_classifier(max_epochs=1).fit(X, y, groups=groups)
+    np.testing.assert_allclose(clf.predict_proba(X[:4]), direct.predict_proba(X[:4]), atol=1e-6)
+    ungrouped = tiny_classifier(max_epochs=1).fit(X, y)
+    assert not np.allclose(clf.predict_proba(X[:4]), ungrouped.predict_proba(X[:4]), atol=1e-6)
+
+
+def test_fit_grouped_reaches_the_last_step_of_a_pipeline(lesions):
+    X, y = lesions
+    groups = np.arange(len(y)) // 3
+    pipe = Pipeline([("scale", FunctionTransformer()), ("clf", tiny_classifier(max_epochs=1))])
+    fit_grouped(pipe, X, y, groups)
+    direct = tiny_classifier(max_epochs=1).fit(X, y, groups=groups)
+    np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]),
+                               atol=1e-6)
+
+
+def test_fit_grouped_follows_metadata_routing(lesions):
+    X, y = lesions
+    groups = np.arange(len(y)) // 3
+    direct = tiny_classifier(max_epochs=1).fit(X, y, groups=groups)
+    with config_context(enable_metadata_routing=True):
+        requested = tiny_classifier(max_epochs=1).set_fit_request(groups=True)
+        pipe = fit_grouped(Pipeline([("clf", requested)]), X, y, groups)
+        # Without the request a routed Pipeline must not be handed groups (it would raise).
+        fit_grouped(Pipeline([("clf", tiny_classifier(max_epochs=1))]), X, y, groups)
+    np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]),
+                               atol=1e-6)
 
 
 def test_pruning_needs_the_inner_validation_split(lesions):

@@ -6,8 +6,8 @@ import inspect
 from numbers import Integral
 
 import numpy as np
+from sklearn import get_config
 from sklearn.model_selection import StratifiedGroupKFold, check_cv
-from sklearn.utils import _safe_indexing
 
 from .._validation import grouped_holdout
 
@@ -131,16 +131,16 @@ def grouped_validation_split(y, groups, fraction: float, *, random_state=None):
 
 
 def fit_grouped(estimator, X, y, groups=None):
-    """Fit ``estimator``, with an inner validation split grouped like ``groups``.
+    """Fit ``estimator`` so that its inner validation split is grouped like ``groups``.
 
-    When ``groups`` is given and the estimator's ``fit`` takes ``X_val`` and
-    ``y_val`` (``SkinLesionClassifier``) and it holds out a
-    ``validation_fraction``, that share of the groups becomes ``X_val``;
-    otherwise this is ``estimator.fit(X, y)``.
+    When the estimator, or the last step of a ``Pipeline``, has a ``fit(..., groups=)`` and
+    holds out a ``validation_fraction`` (``SkinLesionClassifier``), ``groups`` goes to that
+    ``fit``: its early-stopping (and pruning) split then keeps each lesion on one side.
+    Otherwise this is ``estimator.fit(X, y)``.
 
     Parameters
     ----------
-    estimator : estimator
+    estimator : estimator or Pipeline
         Unfitted estimator, fitted in place.
     X : array-like of images or image paths
         Training input.
@@ -151,8 +151,8 @@ def fit_grouped(estimator, X, y, groups=None):
 
     Returns
     -------
-    valid : ndarray of int or None
-        Indices of ``X`` used as the validation set, or None.
+    estimator : estimator
+        The fitted estimator.
 
     Examples
     --------
@@ -160,23 +160,25 @@ def fit_grouped(estimator, X, y, groups=None):
     >>> from sklearn.linear_model import LogisticRegression
     >>> from skinestimator.model_selection import fit_grouped
     >>> X, y = np.random.RandomState(0).rand(20, 3), np.arange(20) % 2
-    >>> fit_grouped(LogisticRegression(), X, y, groups=np.arange(20) // 2) is None
-    True
+    >>> fit_grouped(LogisticRegression(), X, y, groups=np.arange(20) // 2).classes_
+    array([0, 1])
     """
-
-    fraction = estimator.get_params().get("validation_fraction")
-    accepts = "X_val" in inspect.signature(estimator.fit).parameters
-    if groups is None or not fraction or not accepts:
-        estimator.fit(X, y)
-        return None
-    y = np.asarray(y)
-    train, valid = grouped_validation_split(
-        y, groups, fraction, random_state=estimator.get_params().get("random_state")
+    steps = getattr(estimator, "steps", None)
+    name, final = steps[-1] if steps else (None, estimator)
+    takes_groups = (
+        groups is not None
+        and hasattr(final, "fit")
+        and "groups" in inspect.signature(final.fit).parameters
+        and bool(final.get_params().get("validation_fraction"))
     )
-    estimator.fit(
-        _safe_indexing(X, train),
-        y[train],
-        X_val=_safe_indexing(X, valid),
-        y_val=y[valid],
-    )
-    return valid
+    if not takes_groups:
+        return estimator.fit(X, y)
+    if final is estimator:
+        return estimator.fit(X, y, groups=groups)
+    if get_config().get("enable_metadata_routing"):
+        # Under metadata routing a Pipeline passes groups only to a step that requested it.
+        requests = final.get_metadata_routing().fit.requests
+        if requests.get("groups") is True:
+            return estimator.fit(X, y, groups=groups)
+        return estimator.fit(X, y)
+    return estimator.fit(X, y, **{f"{name}__groups": groups})
