@@ -35,6 +35,8 @@ CONFIGURATIONS = {
     # after 3 epochs, while lr 1e-3 AdamW sits near 0.6 then, as if it first undid the ImageNet
     # features.
     "lr_3e-4": dict(lr=3e-4),
+    # Does augmentation slow learning within this epoch budget? The same fine-tune without it.
+    "no_augment_10_epochs": dict(augment=False, max_epochs=10),
     # The project's origin: a small sequential CNN from scratch, at half the images' size (its
     # plain convolutions at 150x200 would take about as long as the Lite0 fine-tune).
     "seed_cnn": dict(backbone="seed_cnn", image_size=(75, 100), max_epochs=20, patience=5,
@@ -47,6 +49,7 @@ LABELS = {
     "native_6_epochs": "Lite0 fine-tune, 150x200, 6 epochs",
     "upscaled_10_epochs": "Lite0 fine-tune, 192x256, 10 epochs",
     "lr_3e-4": "defaults with lr=3e-4",
+    "no_augment_10_epochs": "Lite0 fine-tune, 150x200, 10 epochs, no augmentation",
     "seed_cnn": "seed_cnn from scratch, 75x100",
     "probe": "linear probe on frozen Lite0, 150x200",
 }
