@@ -137,9 +137,9 @@ def main() -> None:
             f"Command: `{command_line()}`", "",
             f"Machine: {machine_summary()}. Test fold: fold 1 of "
             "`StratifiedGroupKFold(5, shuffle=True, random_state=0)` grouped by `lesion_id`; "
-            "training from file paths; early stopping on whole lesions "
-            "(`fit(..., groups=lesion_id)`).", "",
-            table, "", verdict, "",
+            "training from file paths; `fit(..., groups=lesion_id)`, so that early stopping, "
+            "where a configuration uses it, holds out whole lesions.", "",
+            table, "", *([verdict, ""] if verdict else []),
             "Reference: ISIC 2018 Task 3 best entries reached about 0.85–0.89 balanced accuracy "
             "with GPU ensembles on the official test set.",
         ]))
