@@ -58,6 +58,8 @@ class _LesionNeuralNet(NeuralNetClassifier):
 
     tta = False
     augmentation = None
+    # Added to the logits inside the loss only (logit adjustment); predictions never see it.
+    logit_offset = None
 
     def infer(self, x, **fit_params):
         if isinstance(x, dict):
@@ -77,6 +79,8 @@ class _LesionNeuralNet(NeuralNetClassifier):
         return probabilities.clamp_min(1e-12).log()
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        if self.logit_offset is not None:
+            y_pred = y_pred + self.logit_offset.to(y_pred)
         per_sample = super().get_loss(y_pred, y_true, X=X, training=training)
         if per_sample.ndim == 0:
             return per_sample
@@ -175,6 +179,13 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         skin-lesion data are heavily imbalanced (two thirds of HAM10000 are nevi) and the honest
         metric, balanced accuracy (ISIC's), needs the rare classes learned. ``None`` optimizes
         plain accuracy instead.
+    logit_adjustment : float, default=0.0
+        τ of the logit-adjusted loss (Menon et al., "Long-tail learning via logit adjustment",
+        ICLR 2021), the other way to learn rare classes: the training loss adds τ·log of each
+        class's share of the training data (as weighted by ``class_weight`` and
+        ``sample_weight``) to the logits, so frequent classes must win by a wider margin and the
+        network's own logits, which predict, treat the classes evenly at τ = 1. Use it with
+        ``class_weight=None``: under "balanced" weights the shares are equal and it does nothing.
     validation_fraction : float or None, default=0.1
         Share of the training data held out (stratified, seeded by ``random_state``, and made
         of whole groups when ``fit`` gets ``groups``) to score
@@ -249,6 +260,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         optimizer: str | type = "adamw",
         lr_schedule: str = "warmup_cosine",
         class_weight: str | dict | None = "balanced",
+        logit_adjustment: float = 0.0,
         validation_fraction: float | None = 0.1,
         patience: int | None = 5,
         augment: bool | float = True,
@@ -275,6 +287,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.class_weight = class_weight
+        self.logit_adjustment = logit_adjustment
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.augment = augment
@@ -345,6 +358,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}"
             )
+        adjustment = self.logit_adjustment
+        if not (isinstance(adjustment, numbers.Real) and not isinstance(adjustment, bool)
+                and 0 <= adjustment < math.inf):
+            raise ValueError(f"logit_adjustment must be a number >= 0, got {adjustment!r}")
         fraction = self.validation_fraction
         if fraction is not None and not (
             isinstance(fraction, numbers.Real)
@@ -550,6 +567,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             )
 
         train_data = subset(train_idx, train=True)
+        logit_offset = self._logit_offset(y_encoded[train_idx], weights[train_idx])
         valid_data = subset(valid_idx, train=False) if valid_idx is not None else None
         if validation is not None:
             valid_data = self._validation_data(*validation, new_cache)
@@ -563,6 +581,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     self.net_.set_params(
                         train_split=predefined_split(valid_data) if valid_data else None
                     )
+                    self.net_.logit_offset = logit_offset
                     self.net_.partial_fit(train_data, y=None, epochs=epochs or self.max_epochs)
                 else:
                     self.device_ = device
@@ -570,11 +589,12 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                                            pretrained=self.pretrained, finetune=self.finetune)
                     if self._trains_on_cached_features(module):
                         self.net_ = self._fit_head_on_features(
-                            module, train_data, valid_data, from_paths, epochs
+                            module, train_data, valid_data, from_paths, epochs, logit_offset
                         )
                     else:
                         self.net_ = self._build_net(len(self.classes_), len(train_data),
-                                                    valid_data, from_paths, module=module)
+                                                    valid_data, from_paths, module=module,
+                                                    logit_offset=logit_offset)
                         self.net_.fit(train_data, y=None, epochs=epochs)
         finally:
             for open_cache in caches:
@@ -601,6 +621,21 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             image_size=self.image_size_, resize=self.resize,
             cache=new_cache(len(images)) if from_paths else None,
         )
+
+    def _logit_offset(self, y_encoded, weights) -> torch.Tensor | None:
+        """τ·log(class share of the weighted training data), or None without adjustment.
+
+        Centred, which leaves the softmax unchanged, so that equal shares give exactly zero.
+        """
+        if not self.logit_adjustment:
+            return None
+        weight_per_class = np.bincount(y_encoded, weights=weights, minlength=len(self.classes_))
+        share = weight_per_class / weight_per_class.sum()
+        # A class absent from this training data (partial_fit's `classes`) gets a large
+        # negative offset rather than -inf, which would turn the loss into NaN.
+        log_share = np.log(np.maximum(share, 1e-12))
+        offset = self.logit_adjustment * (log_share - log_share.mean())
+        return torch.as_tensor(offset, dtype=torch.float32)
 
     def _sample_weights(self, y_encoded, sample_weight, n_samples):
         weights = _check_sample_weight(
@@ -695,7 +730,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 batches.append(module.body.forward_head(feature_map, pre_logits=True).float().cpu())
         return torch.cat(batches)
 
-    def _fit_head_on_features(self, module, train_data, valid_data, from_paths, epochs):
+    def _fit_head_on_features(self, module, train_data, valid_data, from_paths, epochs,
+                              logit_offset=None):
         from skorch.dataset import Dataset
 
         def feature_data(data, with_weights):
@@ -712,11 +748,11 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         head = nn.Sequential(nn.Dropout(float(getattr(module.body, "drop_rate", 0.0))),
                              module.body.get_classifier())
         head_net = self._build_net(len(self.classes_), len(train_features), valid_features,
-                                   False, module=head)
+                                   False, module=head, logit_offset=logit_offset)
         head_net.tta = False
         head_net.fit(train_features, y=None, epochs=epochs)
         net = self._build_net(len(self.classes_), len(train_data), None, from_paths,
-                              module=module)
+                              module=module, logit_offset=logit_offset)
         net.initialize()
         net.history = head_net.history
         # Later partial_fit calls resume the LR schedule at this history's length.
@@ -724,7 +760,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             group.setdefault("initial_lr", group["lr"])
         return net
 
-    def _build_net(self, n_classes, n_train, valid_data, from_paths, module=None):
+    def _build_net(self, n_classes, n_train, valid_data, from_paths, module=None,
+                   logit_offset=None):
         from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
         from skorch.helper import predefined_split
 
@@ -818,6 +855,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
         net.tta = bool(self.tta)
+        net.logit_offset = logit_offset
         net.augmentation = BatchAugmentation(float(self.augment)) if self.augment else None
         return net
 

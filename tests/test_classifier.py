@@ -185,6 +185,7 @@ def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
         ({"class_weight": "even"}, "class_weight must be"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"augment": 2.0}, "augment must be"),
+        ({"logit_adjustment": -1.0}, "logit_adjustment must be a number >= 0"),
     ],
 )
 def test_bad_parameters_are_reported_in_fit(lesions_train, params, message):
@@ -219,6 +220,33 @@ def test_sample_weight_and_class_weight(lesions_train):
     by_class = clone(clf).set_params(class_weight={"dark_round": 100.0}).fit(X, y)
     np.testing.assert_allclose(by_class.predict_proba(X)[:, 0], weighted, atol=1e-5)
     clone(clf).set_params(class_weight="balanced").fit(X, y)
+
+
+def test_logit_adjustment_offsets_the_training_loss_only(lesions_train):
+    X, y = lesions_train
+    # Rare "dark_round": 6 of 46 images.
+    keep = np.r_[np.where(y == "dark_round")[0][:6], np.where(y != "dark_round")[0][:40]]
+    X, y = X[keep], y[keep]
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e-4, class_weight=None))
+    plain = clone(clf).fit(X, y)
+    adjusted = clone(clf).set_params(logit_adjustment=2.0).fit(X, y)
+    log_shares = np.log([np.mean(y == c) for c in adjusted.classes_])
+    offset = adjusted.net_.logit_offset
+    np.testing.assert_allclose(offset.numpy(), 2.0 * (log_shares - log_shares.mean()),
+                               rtol=1e-5)
+    logits = torch.randn(5, 3)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    np.testing.assert_allclose(
+        adjusted.net_.get_loss(logits, target).item(),
+        torch.nn.functional.cross_entropy(logits + offset, target).item(), rtol=1e-6)
+    # The loss favours the frequent classes, so the net's own logits, which predict, learn
+    # to favour the rare one.
+    rare = list(adjusted.classes_).index("dark_round")
+    assert adjusted.predict_proba(X)[:, rare].mean() > plain.predict_proba(X)[:, rare].mean()
+    assert plain.net_.logit_offset is None
+    # Under "balanced" class weights every class has the same weighted share: nothing to adjust.
+    balanced = clone(adjusted).set_params(class_weight="balanced", max_epochs=1).fit(X, y)
+    np.testing.assert_allclose(balanced.net_.logit_offset.numpy(), 0.0, atol=1e-6)
 
 
 def test_early_stopping_restores_the_best_epoch(lesions_train):

@@ -132,6 +132,17 @@ def test_train_with_metadata_holds_out_whole_lesions(data_dir, tmp_path, capsys)
     assert "lesion_id" in card["metrics"]["split"]
 
 
+def test_imbalance_options_reach_the_classifier(data_dir, tmp_path, capsys):
+    model_path = tmp_path / "adjusted.skin"
+    code, _, err = run(capsys, "train", data_dir, "-o", model_path, "--class-weight", "none",
+                       "--logit-adjustment", "0.5", *FAST)
+    assert code == 0, err
+    params = read_model_card(model_path)["params"]
+    assert params["class_weight"] is None and params["logit_adjustment"] == 0.5
+    code, _, err = run(capsys, "train", data_dir, "-o", model_path, "--logit-adjustment", "-1")
+    assert code == 2 and "--logit-adjustment" in err and "Traceback" not in err
+
+
 def test_user_mistakes_are_one_clear_line(model, data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "train", tmp_path / "nowhere", "-o", tmp_path / "m.skin")
     assert_one_line_error(code, err, 3, "not found", "nowhere")

@@ -82,6 +82,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _finetune(text: str):
     if text in ("all", "head"):
         return text
@@ -245,6 +255,8 @@ def cmd_train(args) -> int:
         params["num_workers"] = args.num_workers
     if args.class_weight is not None:
         params["class_weight"] = None if args.class_weight == "none" else args.class_weight
+    if args.logit_adjustment is not None:
+        params["logit_adjustment"] = args.logit_adjustment
     if args.pretrained is not None:
         params["pretrained"] = args.pretrained
 
@@ -660,6 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'balanced' weighs classes inversely to their frequency in the loss "
                         "(for balanced accuracy), 'none' optimizes plain accuracy (default: "
                         "the classifier's default)")
+    p.add_argument("--logit-adjustment", type=_non_negative_float, default=None, metavar="TAU",
+                   help="logit-adjusted loss: add TAU x log(class share) to the logits in "
+                        "training, so that rare classes get wider margins (1: treat the "
+                        "classes evenly, 0: off; default: the classifier's default)")
     p.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="share held out to score each epoch (0: none); with --metadata whole "
                         "groups are held out")
