@@ -5,6 +5,7 @@ test fold shares no lesion with the training part. Usage::
 
     python benchmarks/ham10000.py --seeds 0 1            # the defaults, two seeds (~2 x 60 min)
     python benchmarks/ham10000.py --only probe seed_cnn  # the reference configurations
+    python benchmarks/ham10000.py --only plain_sgd_3_epochs --folds 2 3 4 --seeds 0  # spread
 """
 
 from __future__ import annotations
@@ -72,18 +73,19 @@ LABELS = {
 }
 
 
-def grouped_split(labels, groups):
+def grouped_split(labels, groups, fold: int = 1):
     from sklearn.model_selection import StratifiedGroupKFold
 
     splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
-    return next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return list(splitter.split(np.zeros(len(labels)), labels, groups))[fold - 1]
 
 
-def run(key: str, params: dict, seed: int, max_train: int | None, verbose: bool = False) -> dict:
+def run(key: str, params: dict, seed: int, max_train: int | None, verbose: bool = False,
+        fold: int = 1) -> dict:
     from skinestimator import SkinLesionClassifier, load_ham10000
 
     paths, labels, groups = load_ham10000(DATA_DIR / "ham10000")
-    train, test = grouped_split(labels, groups)
+    train, test = grouped_split(labels, groups, fold)
     assert not set(groups[train]) & set(groups[test])  # no lesion on both sides
     if max_train:
         from sklearn.model_selection import train_test_split
@@ -95,7 +97,8 @@ def run(key: str, params: dict, seed: int, max_train: int | None, verbose: bool 
     if verbose:  # progress output only: the model is the same
         clf.set_params(verbose=1)
     # groups= keeps early stopping honest too: its validation lesions are unseen in training.
-    return score_run(f"{LABELS[key]}, seed {seed}", clf, paths[train], labels[train],
+    name = f"{LABELS[key]}, {'' if fold == 1 else f'fold {fold}, '}seed {seed}"
+    return score_run(name, clf, paths[train], labels[train],
                      paths[test], labels[test], fit_params={"groups": groups[train]})
 
 
@@ -104,20 +107,26 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(CONFIGURATIONS),
                         default=["defaults", "seed_cnn", "probe"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--folds", type=int, nargs="+", default=[1], choices=range(1, 6),
+                        help="test folds of StratifiedGroupKFold(5) (default: 1, the tables' "
+                             "fold); others show the fold-to-fold spread")
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on a random subset of the training fold (smoke runs)")
     parser.add_argument("--verbose", action="store_true", help="show each epoch as it ends")
     args = parser.parse_args()
     if not (DATA_DIR / "ham10000" / "HAM10000_metadata.csv").exists():
         sys.exit(f"HAM10000 not found under {DATA_DIR} (set SKINESTIMATOR_DATA)")
-    print("HAM10000 benchmark: fold 1 of StratifiedGroupKFold(5, shuffle, seed 0) by lesion_id")
+    folds = ", ".join(map(str, args.folds))
+    print(f"HAM10000 benchmark: fold {folds} of StratifiedGroupKFold(5, shuffle, seed 0) by "
+          "lesion_id")
     print(f"  machine: {machine_summary()}")
     rows = []
     for key in args.only:
-        for seed in args.seeds:
-            print(f"  running {LABELS[key]}, seed {seed}: {CONFIGURATIONS[key]}", flush=True)
+        for fold, seed in [(fold, seed) for fold in args.folds for seed in args.seeds]:
+            print(f"  running {LABELS[key]}, fold {fold}, seed {seed}: {CONFIGURATIONS[key]}",
+                  flush=True)
             rows.append(run_isolated(run, key, CONFIGURATIONS[key], seed, args.max_train,
-                                     args.verbose))
+                                     args.verbose, fold))
             print("   ", {k: rows[-1][k] for k in ("balanced accuracy", "macro AUC",
                                                      "train time (s)",
                                                      "balanced accuracy with tta")
@@ -136,7 +145,7 @@ def main() -> None:
         bacc = float(np.mean([r["balanced accuracy"] for r in default_rows]))
         minutes = float(np.mean([r["train time (s)"] for r in default_rows])) / 60
         met = bacc >= 0.80 and minutes <= 60
-        verdict = (f"Defaults, mean over {len(default_rows)} seed(s): balanced accuracy "
+        verdict = (f"Defaults, mean over {len(default_rows)} run(s): balanced accuracy "
                    f"{bacc:.3f} in {minutes:.0f} min of training. Target (>= 0.80 in <= 60 min): "
                    f"{'**met**' if met else '**not met**'}.")
         print(verdict)
@@ -144,10 +153,12 @@ def main() -> None:
         section = "ham10000" if not args.only or set(args.only) >= {"defaults", "seed_cnn",
                                                                       "probe"} else (
             "ham10000-" + "-".join(args.only))
+        if args.folds != [1]:
+            section += "-folds-" + "-".join(map(str, args.folds))
         write_section(section, "\n".join([
             f"## HAM10000, held-out lesions ({', '.join(LABELS[k] for k in args.only)})", "",
             f"Command: `{command_line()}`", "",
-            f"Machine: {machine_summary()}. Test fold: fold 1 of "
+            f"Machine: {machine_summary()}. Test fold: fold {folds} of "
             "`StratifiedGroupKFold(5, shuffle=True, random_state=0)` grouped by `lesion_id`; "
             "training from file paths; `fit(..., groups=lesion_id)`, so that early stopping, "
             "where a configuration uses it, holds out whole lesions.", "",
