@@ -60,6 +60,53 @@ class _LesionNeuralNet(NeuralNetClassifier):
     augmentation = None
     # Added to the logits inside the loss only (logit adjustment); predictions never see it.
     logit_offset = None
+    # Decay per training step of an exponential moving average of the weights, or None.
+    ema_decay = None
+    # During a fit with ema_decay: {"average": AveragedModel, "training_weights": state or
+    # None}. A dict because skorch registers a Module attribute as a component of the net.
+    _ema = None
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        if self.ema_decay is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            # Batch-norm statistics are averaged too (use_buffers), so that they match the
+            # averaged weights they normalize.
+            average = AveragedModel(self.module_, use_buffers=True,
+                                    multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay))
+            self._ema = {"average": average, "training_weights": None}
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            # The module keeps the averaged weights; the copies must not travel in pickles.
+            self._ema = None
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        if self._ema is not None:
+            self._ema["average"].update_parameters(self.module_)
+        return step
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        # Training steps move the training weights; validation, the epoch-end callbacks
+        # (early stopping snapshots the best epoch) and the fitted model see the average.
+        if self._ema is not None:
+            self._use_average(not training)
+        return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+
+    def _use_average(self, average: bool) -> None:
+        holds_average = self._ema["training_weights"] is not None
+        if average == holds_average:
+            return
+        if average:
+            self._ema["training_weights"] = {
+                key: value.clone() for key, value in self.module_.state_dict().items()
+            }
+            # load_state_dict copies in place: the optimizer keeps its parameter references.
+            self.module_.load_state_dict(self._ema["average"].module.state_dict())
+        else:
+            self.module_.load_state_dict(self._ema["training_weights"])
+            self._ema["training_weights"] = None
 
     def infer(self, x, **fit_params):
         if isinstance(x, dict):
@@ -174,6 +221,13 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
     lr_schedule : {"warmup_cosine", "constant"}, default="warmup_cosine"
         ``"warmup_cosine"`` warms the learning rate up linearly over the first epoch, then decays
         it along a cosine to zero at ``max_epochs``.
+    ema_decay : float or None, default=None
+        Keep an exponential moving average of the weights (and batch-norm statistics), updated
+        after every training step with this decay (e.g. 0.998: about the last 500 steps count),
+        with :class:`torch.optim.swa_utils.AveragedModel`. Validation scores, early stopping and
+        the fitted model use the average, which is smoother than the last step's weights.
+        ``partial_fit`` and ``warm_start`` continue training from the averaged weights and start
+        a new average. ``None`` keeps the last weights.
     class_weight : None, "balanced" or dict, default="balanced"
         Weights of the classes in the loss. "balanced" weighs them inversely to their frequency:
         skin-lesion data are heavily imbalanced (two thirds of HAM10000 are nevi) and the honest
@@ -259,6 +313,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         weight_decay: float = 1e-2,
         optimizer: str | type = "adamw",
         lr_schedule: str = "warmup_cosine",
+        ema_decay: float | None = None,
         class_weight: str | dict | None = "balanced",
         logit_adjustment: float = 0.0,
         validation_fraction: float | None = 0.1,
@@ -286,6 +341,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
+        self.ema_decay = ema_decay
         self.class_weight = class_weight
         self.logit_adjustment = logit_adjustment
         self.validation_fraction = validation_fraction
@@ -350,6 +406,11 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"lr_schedule must be 'warmup_cosine' or 'constant', got {self.lr_schedule!r}"
             )
+        decay = self.ema_decay
+        if decay is not None and not (
+            isinstance(decay, numbers.Real) and not isinstance(decay, bool) and 0 < decay < 1
+        ):
+            raise ValueError(f"ema_decay must be None or a number in (0, 1), got {decay!r}")
         if not (
             self.class_weight is None
             or self.class_weight == "balanced"
@@ -582,6 +643,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                         train_split=predefined_split(valid_data) if valid_data else None
                     )
                     self.net_.logit_offset = logit_offset
+                    self.net_.ema_decay = self.ema_decay
                     self.net_.partial_fit(train_data, y=None, epochs=epochs or self.max_epochs)
                 else:
                     self.device_ = device
@@ -856,6 +918,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         )
         net.tta = bool(self.tta)
         net.logit_offset = logit_offset
+        net.ema_decay = self.ema_decay
         net.augmentation = BatchAugmentation(float(self.augment)) if self.augment else None
         return net
 

@@ -186,6 +186,7 @@ def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"augment": 2.0}, "augment must be"),
         ({"logit_adjustment": -1.0}, "logit_adjustment must be a number >= 0"),
+        ({"ema_decay": 1.0}, r"ema_decay must be None or a number in \(0, 1\)"),
     ],
 )
 def test_bad_parameters_are_reported_in_fit(lesions_train, params, message):
@@ -247,6 +248,54 @@ def test_logit_adjustment_offsets_the_training_loss_only(lesions_train):
     # Under "balanced" class weights every class has the same weighted share: nothing to adjust.
     balanced = clone(adjusted).set_params(class_weight="balanced", max_epochs=1).fit(X, y)
     np.testing.assert_allclose(balanced.net_.logit_offset.numpy(), 0.0, atol=1e-6)
+
+
+class AverageByHand(Callback):
+    """Averages by hand the weights each training step leaves (on_batch_end sees them)."""
+
+    def __init__(self, decay):
+        self.decay = decay
+
+    def on_train_begin(self, net, **kwargs):
+        self.average = None
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if not training:
+            return
+        state = {k: v.detach().clone().double() for k, v in net.module_.state_dict().items()}
+        if self.average is None:
+            self.average = state
+        else:
+            for key, value in state.items():
+                self.average[key] = self.decay * self.average[key] + (1 - self.decay) * value
+
+    def on_epoch_end(self, net, **kwargs):
+        # Between epochs the module holds the average: what validation and early stopping
+        # see.
+        self.epoch_end_state = {k: v.clone() for k, v in net.module_.state_dict().items()}
+
+
+def test_ema_decay_fits_the_moving_average_of_the_training_weights(lesions_train):
+    X, y = lesions_train
+    decay = 0.8
+    by_hand = AverageByHand(decay)
+    clf = SkinLesionClassifier(**dict(SEED_CNN, ema_decay=decay,
+                                      callbacks=[by_hand])).fit(X, y)
+    fitted = clf.net_.module_.state_dict()
+    last_step = SkinLesionClassifier(**SEED_CNN).fit(X, y)
+    for key, value in fitted.items():
+        if value.is_floating_point():
+            np.testing.assert_allclose(value.numpy(), by_hand.average[key].numpy(),
+                                       rtol=1e-4, atol=1e-5, err_msg=key)
+    weight = [key for key, value in fitted.items() if value.ndim == 2][-1]  # last dense layer
+    assert not torch.allclose(fitted[weight], last_step.net_.module_.state_dict()[weight])
+    torch.testing.assert_close(by_hand.epoch_end_state[weight], fitted[weight])
+    assert clf.net_._ema is None  # the averaging copies do not travel with the model
+    assert accuracy_score(y, clf.predict(X)) > 0.9
+    pickle.loads(pickle.dumps(clf))
+    clf.partial_fit(X, y)  # continues from the average, with a new one
+    assert len(clf.history_) == SEED_CNN["max_epochs"] + 1 and clf.net_._ema is None
+    assert by_hand.epoch_end_state[weight].equal(clf.net_.module_.state_dict()[weight])
 
 
 def test_early_stopping_restores_the_best_epoch(lesions_train):

@@ -86,6 +86,10 @@ def _non_negative_float(text: str) -> float:
     return _checked_float(text, lambda v: 0 <= v < math.inf, "a number >= 0")
 
 
+def _open_fraction(text: str) -> float:
+    return _checked_float(text, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
+
+
 def _finetune(text: str):
     if text in ("all", "head"):
         return text
@@ -251,6 +255,8 @@ def cmd_train(args) -> int:
         params["class_weight"] = None if args.class_weight == "none" else args.class_weight
     if args.logit_adjustment is not None:
         params["logit_adjustment"] = args.logit_adjustment
+    if args.ema_decay is not None:
+        params["ema_decay"] = args.ema_decay
     if args.pretrained is not None:
         params["pretrained"] = args.pretrained
 
@@ -670,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="logit-adjusted loss: add TAU x log(class share) to the logits in "
                         "training, so that rare classes get wider margins (1: treat the "
                         "classes evenly, 0: off; default: the classifier's default)")
+    p.add_argument("--ema-decay", type=_open_fraction, default=None, metavar="DECAY",
+                   help="keep a moving average of the weights with this decay per step (e.g. "
+                        "0.998) and fit that (default: the last weights)")
     p.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="share held out to score each epoch (0: none); with --metadata whole "
                         "groups are held out")
