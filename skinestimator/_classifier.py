@@ -225,7 +225,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         Keep an exponential moving average of the weights (and batch-norm statistics), updated
         after every training step with this decay (e.g. 0.998: about the last 500 steps count),
         with :class:`torch.optim.swa_utils.AveragedModel`. Validation scores, early stopping and
-        the fitted model use the average, which is smoother than the last step's weights.
+        the fitted model use the average, which is smoother than the last step's weights. The
+        average starts at the first step's weights, whose share after ``n`` steps is
+        ``ema_decay ** n``: a fit of fewer than about ``3 / (1 - ema_decay)`` steps needs a
+        smaller decay.
         ``partial_fit`` and ``warm_start`` continue training from the averaged weights and start
         a new average. ``None`` keeps the last weights.
     class_weight : None, "balanced" or dict, default="balanced"
@@ -860,8 +863,17 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                         ),
                     )
                 )
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        if self.ema_decay is not None:
+            first_share = self.ema_decay ** (steps_per_epoch * self.max_epochs)
+            if first_share > 0.05:
+                warnings.warn(
+                    f"ema_decay={self.ema_decay} over {steps_per_epoch * self.max_epochs} "
+                    f"training steps leaves the first step's weights a {first_share:.0%} share "
+                    "of the averaged model; use a smaller ema_decay",
+                    UserWarning, stacklevel=3,
+                )
         if self.lr_schedule == "warmup_cosine":
-            steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
             callbacks.append(
                 (
                     "lr_schedule",
