@@ -649,6 +649,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     self.net_.ema_decay = self.ema_decay
                     self.net_.partial_fit(train_data, y=None, epochs=epochs or self.max_epochs)
                 else:
+                    self._warn_if_average_too_short(len(train_data), epochs or self.max_epochs)
                     self.device_ = device
                     module = build_network(self.backbone, len(self.classes_),
                                            pretrained=self.pretrained, finetune=self.finetune)
@@ -672,6 +673,20 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             for row in self.net_.history
         ]
         return self
+
+    def _warn_if_average_too_short(self, n_train: int, epochs: int) -> None:
+        """A fresh fit's average starts at the first step's weights, barely trained."""
+        if self.ema_decay is None:
+            return
+        steps = max(1, math.ceil(n_train / self.batch_size)) * epochs
+        first_share = self.ema_decay ** steps
+        if first_share > 0.05:
+            warnings.warn(
+                f"ema_decay={self.ema_decay} over {steps} training steps leaves the first "
+                f"step's weights a {first_share:.0%} share of the averaged model; use a smaller "
+                "ema_decay",
+                UserWarning, stacklevel=4,
+            )
 
     def _validation_data(self, X_val, y_val, new_cache) -> ImageDataset:
         images, from_paths = self._inputs(X_val, fitting=False)
@@ -863,17 +878,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                         ),
                     )
                 )
-        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
-        if self.ema_decay is not None:
-            first_share = self.ema_decay ** (steps_per_epoch * self.max_epochs)
-            if first_share > 0.05:
-                warnings.warn(
-                    f"ema_decay={self.ema_decay} over {steps_per_epoch * self.max_epochs} "
-                    f"training steps leaves the first step's weights a {first_share:.0%} share "
-                    "of the averaged model; use a smaller ema_decay",
-                    UserWarning, stacklevel=3,
-                )
         if self.lr_schedule == "warmup_cosine":
+            steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
             callbacks.append(
                 (
                     "lr_schedule",
