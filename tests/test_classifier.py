@@ -295,7 +295,7 @@ def test_ema_decay_fits_the_moving_average_of_the_training_weights(lesions_train
     pickle.loads(pickle.dumps(clf))
     # 10 steps an epoch: 0.99 ** 60 leaves the first weights a 55 % share.
     with pytest.warns(UserWarning, match="ema_decay=0.99 over 60 training steps"):
-        clone(clf).set_params(ema_decay=0.99, callbacks=None).fit(X, y)
+        SkinLesionClassifier(**dict(SEED_CNN, ema_decay=0.99)).fit(X, y)
     clf.partial_fit(X, y)  # continues from the average, with a new one
     assert len(clf.history_) == SEED_CNN["max_epochs"] + 1 and clf.net_._ema is None
     assert by_hand.epoch_end_state[weight].equal(clf.net_.module_.state_dict()[weight])
