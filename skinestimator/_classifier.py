@@ -368,6 +368,15 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
+        def real(name, accept, expected, allow_none=False):
+            value = getattr(self, name)
+            if allow_none and value is None:
+                return
+            # NaN fails every comparison in `accept`, so it is refused too.
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and accept(value)):
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
+
         positive_int("max_epochs")
         positive_int("batch_size")
         positive_int("predict_batch_size", allow_none=True)
@@ -409,11 +418,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"lr_schedule must be 'warmup_cosine' or 'constant', got {self.lr_schedule!r}"
             )
-        decay = self.ema_decay
-        if decay is not None and not (
-            isinstance(decay, numbers.Real) and not isinstance(decay, bool) and 0 < decay < 1
-        ):
-            raise ValueError(f"ema_decay must be None or a number in (0, 1), got {decay!r}")
+        real("ema_decay", lambda v: 0 < v < 1, "None or a number in (0, 1)", allow_none=True)
         if not (
             self.class_weight is None
             or self.class_weight == "balanced"
@@ -422,17 +427,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}"
             )
-        adjustment = self.logit_adjustment
-        if not (isinstance(adjustment, numbers.Real) and not isinstance(adjustment, bool)
-                and 0 <= adjustment < math.inf):
-            raise ValueError(f"logit_adjustment must be a number >= 0, got {adjustment!r}")
-        fraction = self.validation_fraction
-        if fraction is not None and not (
-            isinstance(fraction, numbers.Real)
-            and not isinstance(fraction, bool)
-            and 0 <= fraction < 1
-        ):
-            raise ValueError(f"validation_fraction must be None or in [0, 1), got {fraction!r}")
+        real("logit_adjustment", lambda v: 0 <= v < math.inf, "a number >= 0")
+        real("validation_fraction", lambda v: 0 <= v < 1, "None or in [0, 1)", allow_none=True)
         if not (isinstance(self.augment, (bool, numbers.Real)) and 0 <= float(self.augment) <= 1):
             raise ValueError(f"augment must be a bool or a number in [0, 1], got {self.augment!r}")
         if not (
