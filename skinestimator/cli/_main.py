@@ -656,8 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="image_id",
                    help="metadata column matching the image file name without extension")
     p.add_argument("--backbone", default="efficientnet_lite0",
-                   help="efficientnet_lite0 (ImageNet weights), seed_cnn (small, from "
-                        "scratch) or a timm model name")
+                   help="efficientnet_lite0 (ImageNet weights), efficientnet_lite1 or "
+                        "efficientnet_lite2 (larger; the 'weights' extra), seed_cnn (small, "
+                        "from scratch) or a timm model name")
     p.add_argument("--image-size", type=_image_size, default=None, metavar="SIZE",
                    help="network input, SIZE or HEIGHTxWIDTH (default: the images' own size, "
                         "shorter side at most 224)")

@@ -1,6 +1,11 @@
 """Step 3 of the data's path: the networks (backbones, offline ImageNet weights)."""
 
-from ._backbones import BUILTIN_BACKBONES, build_network, lite0_imagenet_state_dict
+from ._backbones import (
+    BUILTIN_BACKBONES,
+    build_network,
+    lite0_imagenet_state_dict,
+    lite_imagenet_state_dict,
+)
 from ._lesion_net import LesionNet
 from ._seed_cnn import SeedCNN
 
@@ -10,4 +15,5 @@ __all__ = [
     "SeedCNN",
     "build_network",
     "lite0_imagenet_state_dict",
+    "lite_imagenet_state_dict",
 ]

