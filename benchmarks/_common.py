@@ -60,6 +60,58 @@ def write_section(name: str, body: str) -> None:
     print(f"\nwrote section '{name}' of {DOCS.relative_to(REPO)}")
 
 
+def section_text(name: str) -> str:
+    """The body of section ``name`` of docs/benchmarks.md ("" when there is none)."""
+    if not DOCS.exists():
+        return ""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    match = re.search(re.escape(start) + r"(.*?)" + re.escape(end), DOCS.read_text(), re.S)
+    return match.group(1) if match else ""
+
+
+def earlier_runs(name: str, columns: list[str]) -> tuple[list[str], list[dict]]:
+    """The commands and result rows that section ``name`` already holds.
+
+    Rows keep their cells as written (strings); a ``"- <configuration>: <number>"`` line under
+    the table becomes that row's ``"balanced accuracy with tta"``.
+    """
+    commands: list[str] = []
+    rows: dict[str, dict] = {}
+    for line in section_text(name).splitlines():
+        if line.startswith(("Command: ", "Commands: ")):
+            commands = re.findall(r"`([^`]+)`", line)
+        elif line.startswith("| ") and not line.startswith(f"| {columns[0]} |"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if len(cells) == len(columns):
+                rows[cells[0]] = dict(zip(columns, cells))
+        elif (tta := re.fullmatch(r"- (.+): ([0-9.]+)", line)) and tta.group(1) in rows:
+            rows[tta.group(1)]["balanced accuracy with tta"] = float(tta.group(2))
+    return commands, list(rows.values())
+
+
+def merge_runs(name: str, rows: list[dict], columns: list[str]) -> tuple[str, list[dict]]:
+    """This run's rows merged into those section ``name`` already holds, and its command line.
+
+    A run of one seed (or fold) adds its rows to the section instead of dropping the other
+    seeds' rows: a row of the same configuration is replaced in place, a new one is appended.
+    The section then names every command whose rows it still holds.
+    """
+    commands, earlier = earlier_runs(name, columns)
+    fresh = {row[columns[0]]: row for row in rows}
+    merged = [fresh.pop(row[columns[0]], row) for row in earlier] + list(fresh.values())
+    this_command = command_line()
+    replaced_all = all(row[columns[0]] in {r[columns[0]] for r in rows} for row in earlier)
+    if replaced_all or not commands:
+        commands = [this_command]
+    elif this_command not in commands:
+        commands.append(this_command)
+    quoted = [f"`{command}`" for command in commands]
+    if len(quoted) == 1:
+        return f"Command: {quoted[0]}", merged
+    listed = ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    return f"Commands: {listed} (rows merged: each run adds or replaces its own rows)", merged
+
+
 def score_run(name: str, clf, X_train, y_train, X_test, y_test, *, fit_params=None) -> dict:
     """Fit ``clf``, score it on the held-out set; one results-table row (run in a subprocess
     so that the peak memory is this configuration's own)."""

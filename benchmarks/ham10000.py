@@ -1,7 +1,9 @@
 """HAM10000 on held-out lesions: one fold of StratifiedGroupKFold(5) by lesion_id, seed fixed.
 
 The classifier trains on file paths (decoded by DataLoader workers, cached after epoch 1); the
-test fold shares no lesion with the training part. Usage::
+test fold shares no lesion with the training part. A run adds its rows to its section of
+docs/benchmarks.md (replacing the rows of the same configuration, fold and seed), so that seeds
+can run one at a time without losing each other's rows. Usage::
 
     python benchmarks/ham10000.py --seeds 0 1            # the defaults, two seeds (~2 x 60 min)
     python benchmarks/ham10000.py --only probe seed_cnn  # the reference configurations
@@ -20,6 +22,7 @@ from _common import (
     command_line,
     machine_summary,
     markdown_table,
+    merge_runs,
     run_isolated,
     score_run,
     write_section,
@@ -145,8 +148,15 @@ def main() -> None:
                                                      "train time (s)",
                                                      "balanced accuracy with tta")
                               if k in rows[-1]}, flush=True)
+    section = "ham10000" if set(args.only) >= {"defaults", "seed_cnn", "probe"} else (
+        "ham10000-" + "-".join(args.only))
+    if args.folds != [1]:
+        section += "-folds-" + "-".join(map(str, args.folds))
+    command = f"Command: `{command_line()}`"
+    if args.max_train is None:  # a smoke run neither reads nor writes the docs
+        command, rows = merge_runs(section, rows, RESULT_COLUMNS)
     table = markdown_table(rows, RESULT_COLUMNS)
-    tta_lines = [f"- {r['configuration']}: {r['balanced accuracy with tta']:.3f}"
+    tta_lines = [f"- {r['configuration']}: {float(r['balanced accuracy with tta']):.3f}"
                  for r in rows if "balanced accuracy with tta" in r]
     if tta_lines:
         table += ("\n\nThe same fitted models with `tta=True` (four flips averaged), held-out "
@@ -156,22 +166,17 @@ def main() -> None:
     default_rows = [r for r in rows if r["configuration"].startswith(LABELS["defaults"])]
     verdict = ""
     if default_rows:
-        bacc = float(np.mean([r["balanced accuracy"] for r in default_rows]))
-        minutes = float(np.mean([r["train time (s)"] for r in default_rows])) / 60
+        bacc = float(np.mean([float(r["balanced accuracy"]) for r in default_rows]))
+        minutes = float(np.mean([float(r["train time (s)"]) for r in default_rows])) / 60
         met = bacc >= 0.80 and minutes <= 60
         verdict = (f"Defaults, mean over {len(default_rows)} run(s): balanced accuracy "
                    f"{bacc:.3f} in {minutes:.0f} min of training. Target (>= 0.80 in <= 60 min): "
                    f"{'**met**' if met else '**not met**'}.")
         print(verdict)
     if args.max_train is None:
-        section = "ham10000" if not args.only or set(args.only) >= {"defaults", "seed_cnn",
-                                                                      "probe"} else (
-            "ham10000-" + "-".join(args.only))
-        if args.folds != [1]:
-            section += "-folds-" + "-".join(map(str, args.folds))
         write_section(section, "\n".join([
             f"## HAM10000, held-out lesions ({', '.join(LABELS[k] for k in args.only)})", "",
-            f"Command: `{command_line()}`", "",
+            command, "",
             f"Machine: {machine_summary()}. Test fold: fold {folds} of "
             "`StratifiedGroupKFold(5, shuffle=True, random_state=0)` grouped by `lesion_id`; "
             "training from file paths; `fit(..., groups=lesion_id)`, so that early stopping, "
