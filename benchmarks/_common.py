@@ -48,12 +48,17 @@ def command_line() -> str:
                                                           *sys.argv[1:]])
 
 
+def _section_markers(name: str) -> tuple[str, str, re.Pattern]:
+    """The start and end markers of section ``name`` and a pattern matching it (body grouped)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return start, end, re.compile(re.escape(start) + r"(.*?)" + re.escape(end), re.S)
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md between markers."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end, pattern = _section_markers(name)
     block = f"{start}\n{body.rstrip()}\n{end}"
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
         text.rstrip() + "\n\n" + block + "\n")
     DOCS.write_text(text)
@@ -64,8 +69,7 @@ def section_text(name: str) -> str:
     """The body of section ``name`` of docs/benchmarks.md ("" when there is none)."""
     if not DOCS.exists():
         return ""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    match = re.search(re.escape(start) + r"(.*?)" + re.escape(end), DOCS.read_text(), re.S)
+    match = _section_markers(name)[2].search(DOCS.read_text())
     return match.group(1) if match else ""
 
 
@@ -97,10 +101,11 @@ def merge_runs(name: str, rows: list[dict], columns: list[str]) -> tuple[str, li
     The section then names every command whose rows it still holds.
     """
     commands, earlier = earlier_runs(name, columns)
-    fresh = {row[columns[0]]: row for row in rows}
-    merged = [fresh.pop(row[columns[0]], row) for row in earlier] + list(fresh.values())
+    key = columns[0]
+    fresh = {row[key]: row for row in rows}
+    replaced_all = all(row[key] in fresh for row in earlier)
+    merged = [fresh.pop(row[key], row) for row in earlier] + list(fresh.values())
     this_command = command_line()
-    replaced_all = all(row[columns[0]] in {r[columns[0]] for r in rows} for row in earlier)
     if replaced_all or not commands:
         commands = [this_command]
     elif this_command not in commands:

@@ -19,7 +19,6 @@ import numpy as np
 from _common import (
     DATA_DIR,
     RESULT_COLUMNS,
-    command_line,
     machine_summary,
     markdown_table,
     merge_runs,
@@ -163,7 +162,6 @@ def main() -> None:
         "ham10000-" + "-".join(args.only))
     if args.folds != [1]:
         section += "-folds-" + "-".join(map(str, args.folds))
-    command = f"Command: `{command_line()}`"
     if args.max_train is None:  # a smoke run neither reads nor writes the docs
         command, rows = merge_runs(section, rows, RESULT_COLUMNS)
     table = markdown_table(rows, RESULT_COLUMNS)
