@@ -36,7 +36,8 @@ class BatchAugmentation:
         Scales every range: rotations up to ±180°·strength, scale in
         [1 − 0.15·strength, 1 + 0.2·strength], shifts up to 6 %·strength of the side, brightness,
         contrast and saturation factors in 1 ± 0.25·strength, hue shifts up to ±0.03·strength of
-        the colour circle.
+        the colour circle. Flips on both axes are drawn with probability 1/2 at every strength:
+        they change no pixel's value and no lesion's label, so there is nothing to scale.
 
     Examples
     --------
