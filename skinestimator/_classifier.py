@@ -53,6 +53,30 @@ def _default_path_image_size(paths: np.ndarray) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def _debiased_ema_update(decay: float) -> Callable:
+    """``AveragedModel`` update for a moving average without the start's weight (Adam-style).
+
+    torch's own ``get_ema_multi_avg_fn`` starts the average at the first step's weights, which
+    keep a ``decay ** n`` share after ``n`` steps: most of the average in a short fit, the barely
+    trained start. Debiasing, as Adam does for its moments, weighs step ``i`` of ``n`` by
+    ``decay ** (n - i)`` normalized to sum to 1: identical to the plain average once ``decay ** n``
+    is negligible, and for a short fit an average of all its steps that leans to the latest.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
+               n_averaged: torch.Tensor) -> None:
+        # The k+1-th step's share of the debiased average is (1 - d) / (1 - d^(k+1)).
+        new_share = (1 - decay) / (1 - decay ** (int(n_averaged) + 1))
+        for old, new in zip(averaged, current, strict=True):
+            if old.is_floating_point():
+                old.lerp_(new, new_share)
+            else:  # integer buffers (batch-norm step counters) are not averaged
+                old.copy_(new)
+
+    return update
+
+
 class _LesionNeuralNet(NeuralNetClassifier):
     """skorch classifier with per-sample weighted loss and optional test-time flips."""
 
@@ -68,12 +92,12 @@ class _LesionNeuralNet(NeuralNetClassifier):
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         if self.ema_decay is not None:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
             # Batch-norm statistics are averaged too (use_buffers), so that they match the
             # averaged weights they normalize.
             average = AveragedModel(self.module_, use_buffers=True,
-                                    multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay))
+                                    multi_avg_fn=_debiased_ema_update(self.ema_decay))
             self._ema = {"average": average, "training_weights": None}
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
@@ -228,9 +252,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         after every training step with this decay (e.g. 0.998: about the last 500 steps count),
         with :class:`torch.optim.swa_utils.AveragedModel`. Validation scores, early stopping and
         the fitted model use the average, which is smoother than the last step's weights. The
-        average starts at the first step's weights, whose share after ``n`` steps is
-        ``ema_decay ** n``: a fit of fewer than about ``3 / (1 - ema_decay)`` steps needs a
-        smaller decay.
+        average is debiased as Adam's moments are (step ``i`` of ``n`` weighs
+        ``ema_decay ** (n - i)``, normalized), so the barely trained first steps do not dominate
+        it; a fit of fewer than ``1 / (1 - ema_decay)`` steps averages nearly all of its steps
+        alike and warns that it needs a smaller decay.
         ``partial_fit`` and ``warm_start`` continue training from the averaged weights and start
         a new average. ``None`` keeps the last weights.
     class_weight : None, "balanced" or dict, default="balanced"
@@ -673,16 +698,18 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _warn_if_average_too_short(self, n_train: int, epochs: int) -> None:
-        """A fresh fit's average starts at the first step's weights, barely trained."""
+        """A fit shorter than the average's window averages its early, barely trained steps."""
         if self.ema_decay is None:
             return
         steps = max(1, math.ceil(n_train / self.batch_size)) * epochs
-        first_share = self.ema_decay ** steps
-        if first_share > 0.05:
+        window = 1 / (1 - self.ema_decay)
+        if steps < window:
+            first_half = self.ema_decay ** (steps - steps // 2)
+            early_share = (first_half - self.ema_decay ** steps) / (1 - self.ema_decay ** steps)
             warnings.warn(
-                f"ema_decay={self.ema_decay} over {steps} training steps leaves the first "
-                f"step's weights a {first_share:.0%} share of the averaged model; use a smaller "
-                "ema_decay",
+                f"ema_decay={self.ema_decay} averages about the last {window:.0f} training "
+                f"steps, but this fit has {steps}: its first half holds {early_share:.0%} of "
+                "the averaged model; use a smaller ema_decay",
                 UserWarning, stacklevel=4,
             )
 

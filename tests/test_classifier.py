@@ -251,23 +251,28 @@ def test_logit_adjustment_offsets_the_training_loss_only(lesions_train):
 
 
 class AverageByHand(Callback):
-    """Averages by hand the weights each training step leaves (on_batch_end sees them)."""
+    """Averages by hand the weights each training step leaves (on_batch_end sees them): Adam's
+    debiased form, a moving average started at zero and divided by ``1 - decay ** steps``."""
 
     def __init__(self, decay):
         self.decay = decay
 
     def on_train_begin(self, net, **kwargs):
-        self.average = None
+        self.biased, self.steps = None, 0
 
     def on_batch_end(self, net, training=False, **kwargs):
         if not training:
             return
         state = {k: v.detach().clone().double() for k, v in net.module_.state_dict().items()}
-        if self.average is None:
-            self.average = state
-        else:
-            for key, value in state.items():
-                self.average[key] = self.decay * self.average[key] + (1 - self.decay) * value
+        if self.biased is None:
+            self.biased = {key: torch.zeros_like(value) for key, value in state.items()}
+        for key, value in state.items():
+            self.biased[key] = self.decay * self.biased[key] + (1 - self.decay) * value
+        self.steps += 1
+
+    @property
+    def average(self):
+        return {key: value / (1 - self.decay ** self.steps) for key, value in self.biased.items()}
 
     def on_epoch_end(self, net, **kwargs):
         # Between epochs the module holds the average: what validation and early stopping
@@ -277,7 +282,7 @@ class AverageByHand(Callback):
 
 def test_ema_decay_fits_the_moving_average_of_the_training_weights(lesions_train):
     X, y = lesions_train
-    decay = 0.8
+    decay = 0.95  # 0.95 ** 60 = 5 %: the debiasing shows
     by_hand = AverageByHand(decay)
     clf = SkinLesionClassifier(**dict(SEED_CNN, ema_decay=decay,
                                       callbacks=[by_hand])).fit(X, y)
@@ -291,10 +296,13 @@ def test_ema_decay_fits_the_moving_average_of_the_training_weights(lesions_train
     assert not torch.allclose(fitted[weight], last_step.net_.module_.state_dict()[weight])
     torch.testing.assert_close(by_hand.epoch_end_state[weight], fitted[weight])
     assert clf.net_._ema is None  # the averaging copies do not travel with the model
-    assert accuracy_score(y, clf.predict(X)) > 0.9
+    # Three classes: well above chance, though the 20-step window still lags this fast,
+    # from-scratch fit.
+    assert accuracy_score(y, clf.predict(X)) > 0.6
     pickle.loads(pickle.dumps(clf))
-    # 10 steps an epoch: 0.99 ** 60 leaves the first weights a 55 % share.
-    with pytest.warns(UserWarning, match="ema_decay=0.99 over 60 training steps"):
+    # 10 steps an epoch: 60 steps, against a window of 100 for 0.99.
+    with pytest.warns(UserWarning, match="last 100 training steps, but this fit has 60: its "
+                                         "first half holds 43%"):
         SkinLesionClassifier(**dict(SEED_CNN, ema_decay=0.99)).fit(X, y)
     clf.partial_fit(X, y)  # continues from the average, with a new one
     assert len(clf.history_) == SEED_CNN["max_epochs"] + 1 and clf.net_._ema is None
