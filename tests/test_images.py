@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
@@ -45,6 +47,43 @@ def test_exif_orientation_is_honoured(tmp_path):
     assert out.shape == (40, 20, 3)  # displayed upright: portrait
     assert image_file_size(path) == (40, 20)  # the header alone gives the same answer
     assert out[:10, :, 0].mean() > 200 and out[-10:, :, 0].mean() < 50  # red ends up on top
+
+
+def _stripes(height, width):
+    """Black and white diagonal stripes two pixels wide: they vanish if resolution is lost."""
+    value = (np.indices((height, width)).sum(0) // 2) % 2 * 255
+    return np.repeat(value.astype(np.uint8)[..., np.newaxis], 3, axis=2)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("resize", ["crop", "pad", "stretch"])
+def test_jpeg_draft_decoding_keeps_the_resolution_the_resize_needs(tmp_path, orientation, resize):
+    # A 256x64 (w x h) JPEG; orientations 5-8 display it as 64x256. libjpeg's reduced-size
+    # decoding must be asked for the size in the file's own (unrotated) orientation, else a
+    # target of the opposite aspect is decoded 4x too small and upscaled back: stripes gone.
+    image = Image.fromarray(_stripes(64, 256))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = _save(tmp_path, "stripes.jpg", image, exif=exif, quality=95)
+    shown_height, shown_width = image_file_size(path)
+    with Image.open(path) as full:  # full-resolution reference, no draft
+        upright = ImageOps.exif_transpose(full.convert("RGB"))
+    for size in [(shown_height // 4, shown_width), (shown_height, shown_width // 4),
+                 (shown_width // 4, shown_height // 4)]:
+        out = read_image(path, size, resize=resize)
+        height, width = size
+        if resize == "crop":
+            expected = ImageOps.fit(upright, (width, height), method=Image.Resampling.BICUBIC)
+        elif resize == "pad":
+            expected = ImageOps.pad(upright, (width, height), method=Image.Resampling.BICUBIC)
+        else:
+            expected = upright.resize((width, height), resample=Image.Resampling.BICUBIC)
+        expected = np.asarray(expected)
+        assert out.shape == expected.shape == (height, width, 3)
+        assert np.abs(out.astype(int) - expected).max() <= 8, (orientation, size)
+    # The reviewer's case: a rotated photo cropped to the opposite aspect keeps its stripes.
+    if orientation == 6 and resize == "crop":
+        assert read_image(path, (16, 64), resize=resize).std() > 100
 
 
 @pytest.mark.parametrize(
@@ -189,6 +228,37 @@ def test_colour_constancy_neutralises_a_colour_cast():
     assert (spread_after < 0.5 * spread_before).all()
 
 
+@pytest.mark.parametrize("power", [1, 6, 150, 1e4, np.inf])
+def test_colour_constancy_any_power_without_overflow(power):
+    # uint8 ** 150 overflowed float64 (warnings, NaN → [0, 255, 255]); inf returned the input.
+    reddish = np.zeros((1, 4, 4, 3), dtype=np.uint8) + np.array([200, 100, 100], np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ColorConstancy(power=power).fit_transform(reddish)
+    np.testing.assert_array_equal(out[0, 0, 0], (141, 141, 141))
+
+
+def test_colour_constancy_infinite_power_is_max_rgb():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 120, (3, 6, 6, 3)).astype(np.float64)
+    images[:, 0, 0] = [[250, 125, 50], [90, 180, 60], [40, 40, 200]]  # one bright pixel each
+    out = ColorConstancy(power=np.inf).fit_transform(images)
+    peaks = out.max(axis=(1, 2))
+    np.testing.assert_allclose(peaks, peaks[:, :1].repeat(3, axis=1))  # white patch made grey
+    gain = out[:, 0, 0] / images[:, 0, 0]
+    np.testing.assert_allclose(gain * images.max(axis=(1, 2)), peaks)
+    # Large finite powers approach it.
+    near = ColorConstancy(power=1000).fit_transform(images)
+    np.testing.assert_allclose(near, out, rtol=0.02)
+
+
+@pytest.mark.parametrize("power", [0.5, 0, -np.inf, np.nan, "6", True, None])
+def test_colour_constancy_rejects_bad_power(power):
+    images = np.zeros((1, 4, 4, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="power must be a number >= 1 or np.inf"):
+        ColorConstancy(power=power).fit(images)
+
+
 def test_transformers_in_a_pipeline(lesion_folder):
     _, paths, _ = lesion_folder
     pipe = Pipeline([("load", ImageLoader(size=(20, 20))), ("light", ColorConstancy()),
@@ -217,6 +287,73 @@ def test_load_image_folder_errors(tmp_path):
     (tmp_path / "tree" / "melanoma").mkdir()
     with pytest.raises(ValueError, match="melanoma.*holds no images"):
         load_image_folder(tmp_path / "tree")
+
+
+def test_save_image_folder_never_overwrites(tmp_path):
+    black = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    white = np.full((2, 4, 4, 3), 255, dtype=np.uint8)
+    paths = save_image_folder(black, ["x", "y"], tmp_path)
+    with pytest.raises(FileExistsError, match="00000.png.*never overwrites"):
+        save_image_folder(white, ["x", "y"], tmp_path)
+    # A partial clash writes nothing either: "z/00000.png" is free but "y/00001.png" is not.
+    with pytest.raises(FileExistsError, match="00001.png"):
+        save_image_folder(white, ["z", "y"], tmp_path)
+    assert not (tmp_path / "z").exists()
+    np.testing.assert_array_equal(ImageLoader(size=(4, 4)).transform(paths), black)
+    # Other labels, or another format, do not clash.
+    more = save_image_folder(white, ["z", "z"], tmp_path, format="jpg")
+    assert sorted(load_image_folder(tmp_path)[0]) == sorted([*paths, *more])
+
+
+@pytest.mark.parametrize(
+    "label, problem",
+    [
+        ("../escaped", "path separator"),
+        ("a/b", "path separator"),
+        ("a\\b", "path separator"),
+        ("", "not a folder name"),
+        (".", "not a folder name"),
+        ("..", "not a folder name"),
+        (".hidden", "load_image_folder skips"),
+    ],
+)
+def test_save_image_folder_rejects_unsafe_labels(tmp_path, label, problem):
+    root = tmp_path / "root"
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=f"label {re.escape(repr(label))} .*{problem}"):
+        save_image_folder(images, ["fine", label], root)
+    assert list(tmp_path.rglob("*")) == []  # nothing written, not even root or "fine"
+
+
+def test_save_image_folder_rejects_a_label_linking_outside_root(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="'link' .*outside root"):
+        save_image_folder(np.zeros((1, 4, 4, 3), dtype=np.uint8), ["link"], tmp_path / "root")
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 4, 4, 4), (2, 4, 4, 2), (2, 4, 4, 1), (4, 4), (2, 1, 4, 4, 3)]
+)
+def test_save_image_folder_checks_the_image_shape(tmp_path, shape):
+    with pytest.raises(ValueError, match=r"\(n, H, W, 3\).*\(n, H, W\).*got shape"):
+        save_image_folder(np.zeros(shape, dtype=np.uint8), ["a", "b"][: shape[0]], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_image_folder_grey_and_label_count(tmp_path):
+    grey = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+    paths = save_image_folder(grey, ["a", "b"], tmp_path / "grey")
+    for path, image in zip(paths, grey):
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+        np.testing.assert_array_equal(read_image(path)[..., 1], image)
+    with pytest.raises(ValueError, match="one label per image"):
+        save_image_folder(grey, ["a"], tmp_path / "other")
+    with pytest.raises(ValueError, match="uint8"):
+        save_image_folder(grey.astype(float), ["a", "b"], tmp_path / "other")
 
 
 def test_synthetic_lesions_are_reproducible_and_balanced():

@@ -312,10 +312,21 @@ def _draw_lesion(canvas: Image.Image, label: str, rng: np.random.RandomState) ->
 def save_image_folder(images, labels, root: str | os.PathLike, *, format: str = "png"):
     """Write images into a class-per-folder tree ``root/<label>/<index>.<format>``.
 
+    ``<index>`` is the image's position in ``images``, zero-padded to five digits
+    (``00000.png``, ``00001.png``, ...). Existing files are never overwritten: if any of the
+    files to write already exists (for instance after a second call on the same ``root``),
+    nothing is written and a ``FileExistsError`` names it. Write each batch into its own
+    ``root``, or delete the old tree first.
+
     Parameters
     ----------
     images : array of shape (n, H, W, 3) or (n, H, W), dtype uint8
+        RGB images, or greyscale ones (saved as single-channel files).
     labels : array-like of shape (n,)
+        The class of each image, used (as ``str(label)``) as a folder name directly under
+        ``root``. A label must be a plain, visible folder name: not empty, not ``"."`` or
+        ``".."``, not starting with ``"."`` (:func:`load_image_folder` skips hidden folders),
+        and without ``"/"``, ``"\\"`` or NUL characters.
     root : str or path-like
         Created if missing.
     format : {"png", "jpg"}, default="png"
@@ -324,20 +335,82 @@ def save_image_folder(images, labels, root: str | os.PathLike, *, format: str = 
     -------
     paths : ndarray of str, shape (n,)
         In the order of ``images``.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a uint8 array of one of the shapes above, the number of labels
+        differs from the number of images, a label is not a valid folder name (the message
+        names it), or ``format`` is unknown.
+    FileExistsError
+        If a file to write already exists; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from pathlib import Path
+    >>> from skinestimator import save_image_folder
+    >>> root = tempfile.mkdtemp()
+    >>> images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    >>> paths = save_image_folder(images, ["nevus", "melanoma"], root)
+    >>> [Path(p).relative_to(root).as_posix() for p in paths]
+    ['nevus/00000.png', 'melanoma/00001.png']
+    >>> save_image_folder(images, ["nevus", "melanoma"], root)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: '...00000.png' already exists; save_image_folder never overwrites files. ...
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels):
-        raise ValueError("images must be uint8 (n, H, W[, 3]) with one label per image")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must have dtype uint8, got {images.dtype}")
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+        raise ValueError(
+            "images must be an array of shape (n, H, W, 3) (RGB) or (n, H, W) (grey), "
+            f"got shape {images.shape}"
+        )
+    if labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"expected one label per image: {len(images)} images but labels of shape "
+            f"{labels.shape}"
+        )
     if format not in ("png", "jpg"):
         raise ValueError(f"format must be 'png' or 'jpg', got {format!r}")
     root = Path(root)
-    paths = []
-    for i, (image, label) in enumerate(zip(images, labels)):
-        folder = root / str(label)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{i:05d}.{format}"
-        options = {"quality": 95} if format == "jpg" else {}
-        Image.fromarray(image).save(path, **options)
-        paths.append(str(path))
-    return np.asarray(paths, dtype=object)
+    names = [str(label) for label in labels]
+    for name in dict.fromkeys(names):
+        _check_label_folder(name, root)
+    paths = [root / name / f"{i:05d}.{format}" for i, name in enumerate(names)]
+    for path in paths:
+        if os.path.lexists(path):
+            raise FileExistsError(
+                f"'{path}' already exists; save_image_folder never overwrites files. Write "
+                "into a new root folder or delete the old tree first."
+            )
+    options = {"quality": 95} if format == "jpg" else {}
+    pil_format = {"png": "PNG", "jpg": "JPEG"}[format]
+    for image, path in zip(images, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # "xb": even a file created meanwhile by someone else is not overwritten.
+        with open(path, "xb") as handle:
+            Image.fromarray(image).save(handle, format=pil_format, **options)
+    return np.asarray([str(p) for p in paths], dtype=object)
+
+
+def _check_label_folder(name: str, root: Path) -> None:
+    """Raise ``ValueError`` unless ``name`` is a plain visible folder name directly in ``root``."""
+    problem = None
+    if name in ("", ".", ".."):
+        problem = "is not a folder name"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator"
+    elif "\0" in name:
+        problem = "contains a NUL character"
+    elif name.startswith("."):
+        problem = "starts with '.', and load_image_folder skips such hidden folders"
+    elif (root / name).resolve().parent != root.resolve():
+        problem = "resolves to a folder outside root (through a symbolic link?)"
+    if problem is not None:
+        raise ValueError(
+            f"label {name!r} cannot be used as a class folder under '{root}': it {problem}"
+        )

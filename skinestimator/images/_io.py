@@ -115,6 +115,21 @@ def _resize(image: Image.Image, size: tuple[int, int] | None, policy: str) -> Im
     return image.resize((width, height), resample=Image.Resampling.BICUBIC)
 
 
+def _draft(image: Image.Image, size: tuple[int, int]) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target ``size`` is much smaller.
+
+    Large clinical photos then cost a fraction of a full decode. ``size`` is the displayed
+    ``(height, width)``, but the file's pixels are stored before the EXIF rotation: for the
+    transposing orientations 5-8 the stored width must cover the displayed height and vice versa.
+    Pillow picks the largest reduction whose result still covers the requested size in both
+    dimensions, which is all that every resize policy needs (none of them then upscales).
+    """
+    height, width = size
+    if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+        height, width = width, height
+    image.draft("RGB", (width, height))
+
+
 def read_image(
     path: str | os.PathLike,
     size: Sequence[int] | None = None,
@@ -164,9 +179,7 @@ def read_image(
         raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
     with _opened(os.fspath(path)) as image:
         if size is not None and image.format == "JPEG":
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much smaller:
-            # large clinical photos then cost a fraction of a full decode.
-            image.draft("RGB", (int(size[1]), int(size[0])))
+            _draft(image, (int(size[0]), int(size[1])))
         image.load()
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)

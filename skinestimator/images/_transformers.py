@@ -246,8 +246,10 @@ class ColorConstancy(_ArrayImageTransformer):
 
     Parameters
     ----------
-    power : float, default=6
-        Minkowski norm: 1 is grey-world, large values approach max-RGB.
+    power : float >= 1 or ``np.inf``, default=6
+        Minkowski norm: 1 is grey-world, large values approach max-RGB and ``np.inf`` is
+        max-RGB itself (the illuminant is each channel's brightest value). Any power is computed
+        without overflow, also on ``uint8`` input.
     image_shape : tuple or None, default=None
         For 2-D input, as in :class:`ImageResizer`.
 
@@ -258,6 +260,8 @@ class ColorConstancy(_ArrayImageTransformer):
     >>> reddish = np.zeros((1, 8, 8, 3), dtype=np.uint8) + np.array([200, 100, 100], np.uint8)
     >>> ColorConstancy().fit_transform(reddish)[0, 0, 0]
     array([141, 141, 141], dtype=uint8)
+    >>> ColorConstancy(power=np.inf).fit_transform(reddish)[0, 0, 0]  # max-RGB
+    array([141, 141, 141], dtype=uint8)
     """
 
     def __init__(self, *, power: float = 6.0, image_shape=None):
@@ -265,15 +269,20 @@ class ColorConstancy(_ArrayImageTransformer):
         self.image_shape = image_shape
 
     def _check_params(self):
-        if not isinstance(self.power, numbers.Real) or not self.power >= 1:
-            raise ValueError(f"power must be a number >= 1, got {self.power!r}")
+        power = self.power
+        if (
+            isinstance(power, (bool, np.bool_))
+            or not isinstance(power, numbers.Real)
+            or not power >= 1  # also rejects NaN
+        ):
+            raise ValueError(f"power must be a number >= 1 or np.inf, got {power!r}")
 
     def _transform_images(self, images):
         self._check_params()
         if images.shape[-1] != 3:
             return images
         work = images.astype(np.float64)
-        illuminant = np.mean(np.abs(work) ** self.power, axis=(1, 2)) ** (1.0 / self.power)
+        illuminant = _minkowski_illuminant(work, float(self.power))
         norm = np.linalg.norm(illuminant, axis=1, keepdims=True)
         gain = norm / (np.sqrt(3.0) * np.maximum(illuminant, 1e-12))
         gain[norm[:, 0] == 0] = 1.0
@@ -281,3 +290,20 @@ class ColorConstancy(_ArrayImageTransformer):
         if images.dtype == np.uint8:
             return np.clip(work + 0.5, 0, 255).astype(np.uint8)
         return work.astype(images.dtype, copy=False)
+
+
+def _minkowski_illuminant(images: np.ndarray, power: float) -> np.ndarray:
+    """Per image and channel, the Minkowski ``power``-mean of ``|images|``: (n, H, W, C) → (n, C).
+
+    The values are divided by the channel's maximum before being raised to ``power``, so they lie
+    in ``[0, 1]`` and cannot overflow however large ``power`` is; ``power=inf`` is the maximum.
+    """
+    magnitude = np.abs(images)
+    peak = magnitude.max(axis=(1, 2), initial=0.0)
+    if np.isinf(power):
+        return peak
+    scale = np.where(peak > 0, peak, 1.0)
+    ratio = magnitude / scale[:, np.newaxis, np.newaxis, :]
+    with np.errstate(under="ignore"):
+        mean = np.mean(ratio**power, axis=(1, 2))
+    return np.where(peak > 0, scale * mean ** (1.0 / power), 0.0)
