@@ -300,3 +300,191 @@ def test_real_ham10000_grouped_training_and_evaluation(tmp_path, capsys):
     assert card["training_data"]["n_images"] + card["metrics"]["n_images"] == 90
     code, out, err = run(capsys, "evaluate", model_path, data, "-q")
     assert code == 0 and "mel" in out, err
+
+
+# ----------------------------------------------------------------------------------------------
+# output files: never onto an input, never over a file of another kind, folders made up front
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Make any training attempt fail the test: the checks must come before the work."""
+    from skinestimator import SkinLesionClassifier
+
+    def fit(self, *args, **kwargs):
+        pytest.fail("training started although the command line was refused")
+
+    monkeypatch.setattr(SkinLesionClassifier, "fit", fit)
+
+
+def test_outputs_never_overwrite_an_input(model, data_dir, tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(sorted(Path(data_dir).rglob("*.png"))[0].read_bytes())
+    model_copy = tmp_path / "m2.skin"
+    model_copy.write_bytes(model.read_bytes())
+    kept = {photo: photo.read_bytes(), model_copy: model_copy.read_bytes()}
+
+    code, _, err = run(capsys, "explain", model_copy, photo, "-o", photo, "-q")
+    assert_one_line_error(code, err, 2, "-o/--output", str(photo), "input image")
+    code, _, err = run(capsys, "predict", model_copy, photo, "-o", model_copy, "-q")
+    assert_one_line_error(code, err, 2, "-o/--output", str(model_copy), "model file")
+    code, _, err = run(capsys, "predict", model_copy, tmp_path, "-o", photo, "-q")
+    assert_one_line_error(code, err, 2, str(photo), "input image")
+    code, _, err = run(capsys, "export", model_copy, "-o", model_copy)
+    assert_one_line_error(code, err, 2, str(model_copy), "model file")
+    # Another model file is not replaced by predictions either.
+    code, _, err = run(capsys, "predict", model, photo, "-o", model_copy, "-q")
+    assert_one_line_error(code, err, 2, str(model_copy), "is a skinestimator model file")
+
+    tree = tmp_path / "tree"
+    (tree / "dark_round").mkdir(parents=True)
+    for source in sorted(Path(data_dir).rglob("*.png"))[::8]:
+        (tree / source.parent.name).mkdir(exist_ok=True)
+        (tree / source.parent.name / source.name).write_bytes(source.read_bytes())
+    image = sorted(tree.rglob("*.png"))[0]
+    kept[image] = image.read_bytes()
+    for option in ("--report", "--json"):
+        code, _, err = run(capsys, "evaluate", model_copy, tree, option, image, "-q")
+        assert_one_line_error(code, err, 2, option, str(image), "input image")
+    code, _, err = run(capsys, "evaluate", model_copy, tree, "--json", model_copy, "-q")
+    assert_one_line_error(code, err, 2, "--json", "model file")
+    code, _, err = run(capsys, "evaluate", model_copy, tree, "--json", tmp_path / "r.x",
+                       "--report", tmp_path / "r.x", "-q")
+    assert_one_line_error(code, err, 2, "--report and --json", "same file")
+    for path, content in kept.items():
+        assert path.read_bytes() == content, f"{path} was overwritten"
+
+
+def test_train_replaces_only_a_model_file(model, data_dir, tmp_path, capsys, no_training):
+    existing = tmp_path / "existing.txt"
+    existing.write_text("my notes\n")
+    code, _, err = run(capsys, "train", data_dir, "-o", existing, *FAST)
+    assert_one_line_error(code, err, 2, str(existing), "not a skinestimator model file",
+                          "refusing to replace")
+    assert existing.read_text() == "my notes\n"
+
+    image = sorted(Path(data_dir).rglob("*.png"))[0]
+    before = image.read_bytes()
+    code, _, err = run(capsys, "train", data_dir, "-o", image, *FAST)
+    assert_one_line_error(code, err, 2, str(image), "input image")
+    assert image.read_bytes() == before
+
+    metadata = tmp_path / "meta.csv"
+    with open(metadata, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lesion_id", "image_id"])
+        writer.writerows([p.stem, p.stem] for p in Path(data_dir).rglob("*.png"))
+    code, _, err = run(capsys, "train", data_dir, "-o", metadata, "--metadata", metadata,
+                       *FAST)
+    assert_one_line_error(code, err, 2, str(metadata), "metadata file")
+
+
+def test_train_replaces_an_existing_model_file(model, data_dir, tmp_path, capsys):
+    target = tmp_path / "again.skin"
+    target.write_bytes(model.read_bytes())
+    code, _, err = run(capsys, "train", data_dir, "-o", target, *FAST, "--notes", "second run",
+                       "--validation-fraction", "0")
+    assert code == 0, err
+    assert read_model_card(target)["notes"] == "second run"
+
+
+def test_unwritable_train_output_fails_before_training(data_dir, tmp_path, capsys,
+                                                       no_training):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "train", data_dir, "-o", blocker / "sub" / "m.skin", *FAST)
+    assert_one_line_error(code, err, 2, str(blocker / "sub" / "m.skin"), "is a file, not a folder")
+    assert not (blocker.parent / "sub").exists()
+
+
+def test_every_output_option_creates_its_folders(model, data_dir, tmp_path, capsys):
+    image = sorted(Path(data_dir).rglob("*.png"))[0]
+    csv_file = tmp_path / "new" / "deeper" / "p.csv"
+    code, _, err = run(capsys, "predict", model, image, "--format", "csv", "-o", csv_file, "-q")
+    assert code == 0, err
+    assert csv_file.read_text().startswith("image,rank,label,probability")
+    json_file = tmp_path / "other" / "metrics.json"
+    report = tmp_path / "third" / "report.html"
+    code, _, err = run(capsys, "evaluate", model, data_dir, "--json", json_file, "--report",
+                       report, "-q")
+    assert code == 0, err
+    assert json.loads(json_file.read_text())["n_images"] == 48 and report.exists()
+    overlay = tmp_path / "fourth" / "overlay.png"
+    code, _, err = run(capsys, "explain", model, image, "-o", overlay, "--alpha", "1", "-q")
+    assert code == 0, err
+    assert overlay.exists()
+
+
+def test_option_values_are_checked_when_parsing(model, tmp_path, capsys):
+    from skinestimator.cli import build_parser
+
+    # A real model for the ports that once reached the socket (OverflowError); a missing one
+    # for the others, so that a regression fails instead of serving.
+    for model_file, port in ((model, "99999"), (model, "-1"), (tmp_path / "none.skin", "0"),
+                             (tmp_path / "none.skin", "http")):
+        code, _, err = run(capsys, "serve", model_file, "--port", port)
+        assert code == 2 and "--port" in err and "1 to 65535" in err, err
+        assert "Traceback" not in err and "internal error" not in err
+    for device in ("tpu", "cuda:banana", "gpu0"):
+        code, _, err = run(capsys, "train", tmp_path, "-o", tmp_path / "m.skin", "--device",
+                           device)
+        assert code == 2 and "--device" in err and repr(device) in err, err
+    import torch
+
+    if not torch.cuda.is_available():  # a device torch knows but this computer lacks
+        code, _, err = run(capsys, "train", tmp_path, "-o", tmp_path / "m.skin", "--device",
+                           "cuda:1")
+        assert code == 2 and "--device" in err and "no CUDA GPU" in err, err
+    parser = build_parser()
+    for device in ("auto", "cpu", "cpu:0"):
+        args = parser.parse_args(["train", "d", "-o", "m.skin", "--device", device])
+        assert args.device == device
+    assert parser.parse_args(["serve", "m.skin", "--port", "65535"]).port == 65535
+    for alpha in ("0", "1", "0.5"):
+        args = parser.parse_args(["explain", "m.skin", "i.png", "-o", "o.png", "--alpha", alpha])
+        assert args.alpha == float(alpha)
+    for alpha in ("1.5", "-0.1", "nan"):
+        code, _, err = run(capsys, "explain", "m.skin", "i.png", "-o", "o.png", "--alpha", alpha)
+        assert code == 2 and "--alpha" in err and "[0, 1]" in err, err
+
+
+def test_demo_mistakes_are_one_clear_line(tmp_path, capsys, no_training):
+    existing = tmp_path / "existing_file"
+    existing.write_text("keep me")
+    code, _, err = run(capsys, "demo", "-o", existing, "-q")
+    assert_one_line_error(code, err, 2, "-o/--output-dir", str(existing), "not a folder")
+    assert existing.read_text() == "keep me"
+    code, _, err = run(capsys, "demo", "-o", tmp_path / "d", "--n-samples", 3, "-q")
+    assert_one_line_error(code, err, 2, "--n-samples 3", "4 classes", "at least 20")
+    code, _, err = run(capsys, "demo", "-o", tmp_path / "d", "--n-samples", 9,
+                       "--n-classes", 2, "-q")
+    assert_one_line_error(code, err, 2, "--n-samples 9", "at least 10")
+
+
+def test_help_states_each_default_once():
+    import argparse
+
+    from skinestimator.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.dest} has no help text"
+            text = formatter._expand_help(action)
+            assert text.count("default:") <= 1, f"{name} {action.dest}: {text}"
+            assert "(default: None)" not in text and "(default: False)" not in text, text
+        page = sub.format_help()
+        assert "(default: None)" not in page
+    train = commands.choices["train"]
+    page = " ".join(train.format_help().split())
+    assert "(default: the images' own size, shorter side at most 224)" in page
+    assert "(default: 15)" in page  # plain defaults are still shown
+    demo = " ".join(commands.choices["demo"].format_help().split())
+    assert "under a minute" in demo
+    docs = Path(__file__).resolve().parents[1] / "docs" / "command_line.md"
+    if docs.exists():
+        assert "under a minute" in " ".join(docs.read_text().split())

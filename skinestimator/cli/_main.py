@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -90,6 +91,50 @@ def _open_fraction(text: str) -> float:
     return _checked_float(text, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
 
 
+def _unit_interval(text: str) -> float:
+    return _checked_float(text, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+
+
+def _port(text: str) -> int:
+    # 0 would mean "any free port", but the address printed for the user would then be wrong.
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """``auto`` or anything ``torch.device`` accepts (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    if text == "auto":
+        return text
+    import torch  # only when --device is given, so that --help stays instant
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, cpu, cuda, cuda:N, mps or another torch device name, got {text!r}"
+        ) from None
+    # Say now, not after loading the data, that this computer lacks the device.
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available on this "
+                                             "computer; use auto or cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this computer has {count} CUDA "
+                                             f"GPU(s), numbered 0 to {count - 1}")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: no Apple MPS GPU is available on "
+                                             "this computer; use auto or cpu")
+    return text
+
+
 def _finetune(text: str):
     if text in ("all", "head"):
         return text
@@ -166,6 +211,106 @@ def _top_k(proba: np.ndarray, classes, k: int):
     return [[(str(classes[j]), float(row[j])) for j in idx] for row, idx in zip(proba, order)]
 
 
+# Output files. The rule, documented in docs/command_line.md: a command never writes onto one
+# of its own input files; `train` replaces an existing model file but no other file; the other
+# commands replace an existing file of what they write (a CSV, a report, ...) but never a model
+# file. Every output's missing folders are created, and all of this is checked before any work.
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (or cannot be examined)
+        return False
+
+
+def _is_model_file(path: Path) -> bool:
+    """Whether ``path`` is a skinestimator model file by its header (cheap: no digest check)."""
+    import struct
+
+    from skinestimator.deploy._model_file import FORMAT_NAME
+
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            if len(prefix) < 8:
+                return False
+            (n_header,) = struct.unpack("<Q", prefix)
+            if not 2 <= n_header <= 64 * 1024 * 1024:
+                return False
+            header = json.loads(fh.read(n_header))
+    except (OSError, ValueError):
+        return False
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(metadata, dict) and (
+        metadata.get("format") == FORMAT_NAME
+        or ("sha256" in metadata and "model_card" in metadata)
+    )
+
+
+def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: str,
+                  model: bool = False) -> Path:
+    """Refuse an output path that would destroy a file or cannot be written; make its folder.
+
+    ``inputs`` are (path, description) pairs of the command's input files, ``writes`` says
+    what the command would write there, ``model`` is true for `train`'s model file.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise CLIError(f"{option} '{out}' is a folder; give a file name such as "
+                       f"'{out / ('model.skin' if model else 'output')}'", EXIT_USAGE)
+    if out.exists():
+        for source, description in inputs:
+            if _same_file(out, source):
+                raise CLIError(f"{option} '{out}' is {description} of this command; writing "
+                               f"{writes} there would destroy it: choose another file name",
+                               EXIT_USAGE)
+        if model and not _is_model_file(out):
+            raise CLIError(f"{option} '{out}' exists and is not a skinestimator model file; "
+                           "refusing to replace it (train only replaces an existing model "
+                           "file): delete it or choose another file name", EXIT_USAGE)
+        if not model and _is_model_file(out):
+            raise CLIError(f"{option} '{out}' is a skinestimator model file; refusing to "
+                           f"replace it with {writes}: choose another file name", EXIT_USAGE)
+    for folder in out.parents:
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "a file, not a folder" if folder.is_file() else "not a folder"
+                raise CLIError(f"cannot write {option} '{out}': '{folder}' is {what}",
+                               EXIT_USAGE)
+            break
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Writing a probe file is the only reliable test (read-only mounts, ACLs, root).
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=".skinestimator-probe-")
+        os.close(fd)
+        os.unlink(probe)
+        if out.exists() and not model and not os.access(out, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise CLIError(f"cannot write {option} '{out}': {exc.strerror or one_line(exc)}",
+                       EXIT_USAGE) from exc
+    return out
+
+
+def _write_text(path: str | os.PathLike, text: str, option: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:  # checked beforehand; this is for what changed in the meantime
+        raise CLIError(f"cannot write {option} '{path}': {exc.strerror or one_line(exc)}",
+                       EXIT_USAGE) from exc
+
+
+def _distinct_outputs(*outputs: tuple[str | None, str]) -> None:
+    """Refuse two output options naming the same file (the second would replace the first)."""
+    given = [(path, option) for path, option in outputs if path]
+    for i, (path, option) in enumerate(given):
+        for other, other_option in given[i + 1:]:
+            if Path(path).resolve() == Path(other).resolve():
+                raise CLIError(f"{option} and {other_option} name the same file '{path}'",
+                               EXIT_USAGE)
+
+
 # ----------------------------------------------------------------------------------------------
 # train
 
@@ -231,14 +376,15 @@ def cmd_train(args) -> int:
     if len(classes) < 2:
         raise CLIError(f"'{args.data_dir}' has one class folder ({classes[0]}); a classifier "
                        "needs at least two", EXIT_DATA)
-    output = Path(args.output)
-    if output.is_dir():
-        raise CLIError(f"-o/--output '{output}' is a folder; give a file name such as "
-                       f"'{output / 'model.skin'}'", EXIT_USAGE)
     # Check the metadata before any output, so a mistake there is reported alone.
     groups = None
     if args.metadata:
         groups = _grouping(paths, args.metadata, args.group_column, args.id_column)
+    # ... and the output before training, so that a bad -o does not cost a training run.
+    inputs = [(args.metadata, "the metadata file")] if args.metadata else []
+    inputs += [(p, "an input image") for p in paths]
+    output = _check_output(args.output, "-o/--output", inputs=inputs, writes="the model",
+                           model=True)
     _say(args, f"{len(paths)} images in {len(classes)} classes: "
                + ", ".join(f"{c} {n}" for c, n in zip(classes, counts)))
 
@@ -312,7 +458,11 @@ def cmd_train(args) -> int:
     }
     if args.metadata:
         training_data["grouped_by"] = args.group_column
-    save_model(clf, output, metrics=metrics, training_data=training_data, notes=args.notes)
+    try:
+        save_model(clf, output, metrics=metrics, training_data=training_data, notes=args.notes)
+    except OSError as exc:  # checked before training; this is for what changed since
+        raise CLIError(f"cannot write -o/--output '{output}': {exc.strerror or one_line(exc)}",
+                       EXIT_USAGE) from exc
 
     summary = f"saved {output} ({len(clf.history_)} epochs, {elapsed:.0f} s)"
     if metrics:
@@ -329,11 +479,19 @@ def cmd_train(args) -> int:
 # evaluate
 
 
-def _evaluate(clf, data_dir: str, *, args, report: str | None, model_name: str) -> dict:
+def _evaluate(clf, data_dir: str, *, args, report: str | None, model_name: str,
+              outputs=(), model_path: str | None = None) -> dict:
+    """Score ``clf`` on a class-per-folder tree; ``outputs`` are (path, option, what) triples
+    checked (see ``_check_output``) once the images are known, before any prediction."""
     from ._progress import predict_proba_batched
     from ._report import evaluation_html, evaluation_metrics, metrics_table
 
     paths, labels = _load_folder(data_dir)
+    inputs = [(model_path, "the model file")] if model_path else []
+    inputs += [(p, "an input image") for p in paths]
+    for path, option, what in outputs:
+        if path:
+            _check_output(path, option, inputs=inputs, writes=what)
     known = {str(c) for c in clf.classes_}
     unknown = sorted(set(map(str, labels)) - known)
     if unknown:
@@ -357,17 +515,20 @@ def _evaluate(clf, data_dir: str, *, args, report: str | None, model_name: str) 
                                model_name=model_name, data_name=str(data_dir),
                                y_true=y_true, proba=proba)
         Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(page, encoding="utf-8")
+        _write_text(report, page, "--report")
         print(f"report written to {report}")
     return metrics
 
 
 def cmd_evaluate(args) -> int:
+    _distinct_outputs((args.report, "--report"), (args.json, "--json"))
     clf = _load_model(args.model)
     metrics = _evaluate(clf, args.data_dir, args=args, report=args.report,
-                        model_name=Path(args.model).name)
+                        model_name=Path(args.model).name, model_path=args.model,
+                        outputs=[(args.report, "--report", "the report"),
+                                 (args.json, "--json", "the metrics")])
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        _write_text(args.json, json.dumps(metrics, indent=2), "--json")
     return EXIT_OK
 
 
@@ -408,6 +569,10 @@ def cmd_predict(args) -> int:
 
     clf = _load_model(args.model)
     paths = _image_paths(args.images)
+    if args.output:
+        _check_output(args.output, "-o/--output", writes="the predictions",
+                      inputs=[(args.model, "the model file"),
+                              *((p, "an input image") for p in paths)])
     try:
         proba = predict_proba_batched(clf, paths, desc="predicting", disable=_no_bar(args))
     except _data_errors() as exc:
@@ -415,7 +580,7 @@ def cmd_predict(args) -> int:
     top = _top_k(proba, clf.classes_, args.top_k)
     text = _format_predictions(paths, top, args.format)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        _write_text(args.output, text + "\n", "-o/--output")
         _say(args, f"predictions for {len(paths)} images written to {args.output}")
     else:
         print(text)
@@ -456,6 +621,9 @@ def _write_overlay(clf, image: str, output: str, *, target=None, alpha=0.45, siz
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot write '{output}': use a .png or .jpg file name "
                        f"({one_line(exc)})", EXIT_USAGE) from exc
+    except OSError as exc:
+        raise CLIError(f"cannot write '{output}': {exc.strerror or one_line(exc)}",
+                       EXIT_USAGE) from exc
     index = list(clf.classes_).index(label)
     return label, float(proba[index])
 
@@ -464,6 +632,8 @@ def cmd_explain(args) -> int:
     clf = _load_model(args.model)
     if not Path(args.image).is_file():
         raise CLIError(f"image file not found: '{args.image}'", EXIT_DATA)
+    _check_output(args.output, "-o/--output", writes="the overlay",
+                  inputs=[(args.model, "the model file"), (args.image, "the input image")])
     label, p = _write_overlay(clf, args.image, args.output, target=args.target,
                               alpha=args.alpha, size=args.size)
     print(f"{args.output}: Grad-CAM of class '{label}' (probability {p:.3f}) for {args.image}")
@@ -498,6 +668,8 @@ def cmd_export(args) -> int:
     from skinestimator.deploy import export_onnx
 
     clf = _load_model(args.model)
+    _check_output(args.output, "-o/--output", writes="the ONNX file",
+                  inputs=[(args.model, "the model file")])
     try:
         export_onnx(clf, args.output)
     except ImportError as exc:
@@ -542,16 +714,31 @@ def cmd_info(args) -> int:
 # demo
 
 
-def cmd_demo(args) -> int:
-    import tempfile
+_DEMO_IMAGES_PER_CLASS = 5
 
+
+def cmd_demo(args) -> int:
     from skinestimator import SkinLesionClassifier, make_synthetic_lesions, save_image_folder
     from skinestimator.deploy import load_model, save_model
 
     from ._progress import epoch_progress
 
+    # Fewer images leave classes with one image or none (and then a test folder with classes
+    # the model never saw): say so instead of failing half-way.
+    least = _DEMO_IMAGES_PER_CLASS * args.n_classes
+    if args.n_samples < least:
+        raise CLIError(f"--n-samples {args.n_samples} is too few for {args.n_classes} classes: "
+                       f"give at least {least} ({_DEMO_IMAGES_PER_CLASS} images per class)",
+                       EXIT_USAGE)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"-o/--output-dir '{out}' is a file, not a folder; give a folder name "
+                       "(it is created if missing)", EXIT_USAGE)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create -o/--output-dir '{out}': "
+                       f"{exc.strerror or one_line(exc)}", EXIT_USAGE) from exc
     size = args.image_size
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skinestimator-demo-") as tmp:
@@ -609,7 +796,22 @@ def cmd_demo(args) -> int:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    """Appends an option's default once, and only when it says something.
+
+    Help that already states its default ("default: ...") keeps its own wording; defaults of
+    None (meaning "not given") and of on/off flags are not shown.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or "%(default)" in text or "default:" in text
+                or action.default is None or action.default is argparse.SUPPRESS
+                or isinstance(action.default, bool)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+_MODEL_HELP = "model file written by 'skinestimator train' (e.g. model.skin)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -663,12 +865,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network input, SIZE or HEIGHTxWIDTH (default: the images' own size, "
                         "shorter side at most 224)")
     p.add_argument("--epochs", type=_positive_int, default=15, help="maximum epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="images per training step")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate")
     p.add_argument("--finetune", type=_finetune, default="all",
                    help="'all', 'head' (frozen backbone) or the number of last stages to train")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
-                   help="start from random weights")
+                   help="start from random weights (default: the backbone's pretrained "
+                        "weights where it has them)")
     p.add_argument("--class-weight", choices=("balanced", "none"), default=None,
                    help="'balanced' weighs classes inversely to their frequency in the loss "
                         "(for balanced accuracy), 'none' optimizes plain accuracy (default: "
@@ -688,72 +892,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="no training augmentation")
     p.add_argument("--tta", action="store_true", help="test-time flip augmentation")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--num-workers", type=int, default=None,
+    p.add_argument("--device", type=_device, default="auto",
+                   help="auto, cpu, cuda, cuda:N, mps or another torch device")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="image-decoding worker processes (default: automatic)")
-    p.add_argument("--notes", default=None, help="free text stored in the model card")
+    p.add_argument("--notes", default=None, metavar="TEXT",
+                   help="free text stored in the model card")
 
     p = add("evaluate", "score a model on a labelled class-per-folder tree",
             "Score MODEL on DATA_DIR/<class>/<image>: accuracy, balanced accuracy, per-class "
             "precision/recall/AUC and the confusion matrix; optionally an HTML report.",
             cmd_evaluate)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("data_dir", metavar="DATA_DIR",
+                   help="folder with one sub-folder per class, classes the model knows")
     p.add_argument("--report", metavar="HTML", help="write a self-contained HTML report")
     p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
 
     p = add("predict", "top-k conditions for images or folders of images",
             "Predict the most probable conditions for each image (folders are searched "
             "recursively).", cmd_predict)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
-    p.add_argument("--top-k", type=_positive_int, default=3)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+",
+                   help="image files and folders of images")
+    p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                   help="how many of the most probable classes to show per image")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="output format")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
     p = add("explain", "Grad-CAM heatmap overlay for one image",
             "Write a Grad-CAM overlay showing which regions of IMAGE supported the predicted "
             "class (or --target).", cmd_explain)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("image", metavar="IMAGE", help="image file to explain")
     p.add_argument("-o", "--output", required=True, metavar="PNG", help="overlay image to write")
     p.add_argument("--target", default=None, metavar="CLASS",
                    help="class to explain (default: the predicted one)")
-    p.add_argument("--alpha", type=_fraction, default=0.45, help="heatmap opacity")
+    p.add_argument("--alpha", type=_unit_interval, default=0.45,
+                   help="heatmap opacity, 0 (image only) to 1 (heatmap only)")
     p.add_argument("--size", type=_positive_int, default=384,
                    help="longest side of the overlay in pixels")
 
     p = add("serve", "local web page: upload a photo, see predictions and Grad-CAM",
             "Serve a web page for MODEL. It binds 127.0.0.1 (this computer only) unless "
             "--host says otherwise. Stop with Ctrl+C.", cmd_serve)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--top-k", type=_positive_int, default=3)
-    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0)
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (0.0.0.0: every network interface; there is no login)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1 to 65535")
+    p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                   help="how many of the most probable classes the page shows")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, metavar="MB",
+                   help="largest accepted upload in megabytes")
 
     p = add("export", "export a model to ONNX for mobile / edge runtimes",
             "Write MODEL as an ONNX file: input 'image' uint8 (batch, H, W, 3) RGB at the "
             "model's size, output 'probabilities'.", cmd_export)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("-o", "--output", required=True, metavar="ONNX")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("-o", "--output", required=True, metavar="ONNX",
+                   help="ONNX file to write (e.g. model.onnx)")
 
     p = add("info", "show a model file's model card (and check its integrity)",
             "Verify MODEL's SHA-256 and print its model card.", cmd_info)
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print the whole card as JSON")
 
     p = add("demo", "end-to-end run on synthetic images, no data needed",
             "Draw a small synthetic lesion data set in a temporary folder, train a small CNN on "
-            "it, save, evaluate and explain it, and write a report (about a minute on a laptop "
-            "CPU).", cmd_demo)
+            "it, save, evaluate and explain it, and write a report (under a minute on a "
+            "two-core laptop CPU).", cmd_demo)
     p.add_argument("-o", "--output-dir", default="skinestimator-demo", metavar="DIR",
                    help="where the model, report and overlay go")
-    p.add_argument("--n-samples", type=_positive_int, default=200)
-    p.add_argument("--n-classes", type=int, choices=range(2, 7), default=4, metavar="{2..6}")
-    p.add_argument("--image-size", type=_image_size, default=(40, 40), metavar="SIZE")
-    p.add_argument("--epochs", type=_positive_int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-samples", type=_positive_int, default=200, metavar="N",
+                   help=f"synthetic training images, at least {_DEMO_IMAGES_PER_CLASS} per "
+                        "class")
+    p.add_argument("--n-classes", type=int, choices=range(2, 7), default=4, metavar="{2..6}",
+                   help="number of synthetic lesion classes")
+    p.add_argument("--image-size", type=_image_size, default=(40, 40), metavar="SIZE",
+                   help="image size, SIZE or HEIGHTxWIDTH (default: 40)")
+    p.add_argument("--epochs", type=_positive_int, default=8, help="training epochs")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     return parser
 
 
