@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validation import grouped_holdout
-from .data import BatchAugmentation, ImageCache, ImageDataset
+from .data import BatchAugmentation, ImageCache, ImageDataset, worker_errors_unwrapped
 from .images import (
     RESIZE_POLICIES,
     as_image_batch,
@@ -43,6 +43,9 @@ _OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torc
 # phone photo is not fed to the network at full resolution.
 _MAX_DEFAULT_SHORT_SIDE = 224
 _SIZE_SAMPLE = 64
+# Everything fit sets; restored when a fit fails (see SkinLesionClassifier._fit).
+_FITTED_ATTRIBUTES = ("classes_", "image_size_", "device_", "net_", "history_",
+                      "n_features_in_", "feature_names_in_")
 
 
 def _default_path_image_size(paths: np.ndarray) -> tuple[int, int]:
@@ -51,6 +54,52 @@ def _default_path_image_size(paths: np.ndarray) -> tuple[int, int]:
     height, width = np.median([image_file_size(p) for p in sample], axis=0)
     scale = min(1.0, _MAX_DEFAULT_SHORT_SIDE / min(height, width))
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _holds_integers(X) -> bool:
+    """Whether ``X`` (array, list, DataFrame or other array-like) holds integers."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and not isinstance(dtypes, np.dtype):  # a DataFrame
+        kinds = {getattr(dtype, "kind", "O") for dtype in dtypes}
+    else:
+        dtype = getattr(X, "dtype", None)
+        kinds = {(dtype if isinstance(dtype, np.dtype) else np.asarray(X).dtype).kind}
+    return bool(kinds) and kinds <= {"i", "u"}
+
+
+def _integer_pixels_as_uint8(array: np.ndarray) -> np.ndarray:
+    """Integer images, after validation made them float32, as the ``uint8`` pixels they are.
+
+    Integer arrays hold 0–255 pixels, as ``uint8`` arrays do; left as float32 0–255 values,
+    the network would read them as 0–1 intensities, and the same pixels would get other
+    predictions as ``int64`` than as ``uint8``.
+    """
+    if array.dtype == np.uint8 or array.size == 0:
+        return array
+    low, high = array.min(), array.max()
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"integer image arrays must hold 0–255 pixel values, got values from {low:.0f} to "
+            f"{high:.0f}; scale them to 0–255, or pass floats in [0, 1]"
+        )
+    return array.astype(np.uint8)
+
+
+def _warn_if_not_unit_range(array: np.ndarray) -> None:
+    """Float images are read as intensities in [0, 1]; say so when the values are far outside.
+
+    The margin leaves room for resampling overshoot; 0–255 floats or standardized values are
+    caught, and would otherwise train and predict without any error, only worse.
+    """
+    if array.dtype == np.uint8 or array.size == 0:
+        return
+    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    if low < -0.5 or high > 1.5:
+        warnings.warn(
+            f"float image arrays are read as intensities in [0, 1], but these span "
+            f"[{low:.3g}, {high:.3g}]; pass 0–255 pixels as uint8 (or divide them by 255)",
+            UserWarning, stacklevel=5,
+        )
 
 
 def _debiased_ema_update(decay: float) -> Callable:
@@ -413,11 +462,11 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if (
                 not isinstance(value, numbers.Real)
                 or isinstance(value, bool)
-                or value < 0
+                or not 0 <= value < math.inf
                 or (name == "lr" and value == 0)
             ):
                 raise ValueError(
-                    f"{name} must be a {'positive' if name == 'lr' else 'non-negative'}"
+                    f"{name} must be a finite {'positive' if name == 'lr' else 'non-negative'}"
                     f" number, got {value!r}"
                 )
         if not (isinstance(self.backbone, str) or callable(self.backbone)):
@@ -463,10 +512,17 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             or (isinstance(self.num_workers, numbers.Integral) and self.num_workers >= 0)
         ):
             raise ValueError(f"num_workers must be 'auto' or an int >= 0, got {self.num_workers!r}")
+        device_error = ValueError(
+            f"device must be 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1', got "
+            f"{self.device!r}"
+        )
         if not isinstance(self.device, str):
-            raise ValueError(
-                f"device must be a string such as 'cpu', 'cuda' or 'auto', got {self.device!r}"
-            )
+            raise device_error
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise device_error from None
 
     def _image_size_param(self) -> tuple[int, int] | None:
         """``image_size`` as ``(height, width)``; an int means a square."""
@@ -504,6 +560,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if fitting and hasattr(self, "n_features_in_"):
                 del self.n_features_in_
             return paths, True
+        integers = _holds_integers(X)
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
         if ndim == 2:  # tables (DataFrames included) get scikit-learn's full validation
             array = validate_data(
@@ -519,6 +576,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             )
             if fitting and hasattr(self, "n_features_in_"):
                 del self.n_features_in_
+        if integers:
+            array = _integer_pixels_as_uint8(array)
+        else:
+            _warn_if_not_unit_range(array)
         images = as_image_batch(array, self.image_shape)
         if not fitting and images.shape[1:3] != tuple(self.image_size_):
             images = resize_batch(images, self.image_size_)
@@ -534,7 +595,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         ----------
         X : sequence of paths, or array of shape (n, H, W, 3), (n, H, W) or (n, d)
             Image files (decoded in batches, never all at once), RGB or grey image arrays
-            (``uint8`` 0–255 or float 0–1), or flattened images.
+            (``uint8`` or other integers 0–255, or float 0–1; a ``UserWarning`` says when
+            floats are far outside [0, 1]), or flattened images.
         y : array-like of shape (n,)
             Class labels of any type.
         sample_weight : array-like of shape (n,), default=None
@@ -555,6 +617,18 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : SkinLesionClassifier
+
+        Raises
+        ------
+        ValueError
+            For a bad parameter or bad input (the message names it).
+        ImageReadError
+            For an unreadable image file (the message names the file).
+        FloatingPointError
+            When training diverged (NaN or infinite weights): lower ``lr``.
+
+        A fit that raises leaves the estimator as it was: a fitted one keeps its model and
+        ``classes_``, an unfitted one stays unfitted.
         """
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together")
@@ -577,7 +651,29 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight=sample_weight, epochs=1, classes=classes,
                          validation=None)
 
-    def _fit(self, X, y, *, sample_weight, epochs, classes, validation, groups=None):
+    def _fit(self, X, y, **options):
+        """``_train``, leaving the estimator as it was when training fails.
+
+        A fresh fit sets ``classes_`` and ``image_size_`` before the network trains; a failure
+        after that (a bad ``y_val``, an unreadable file, a diverged loss) must not leave the
+        old network answering with the new labels.
+        """
+        previous = {name: getattr(self, name) for name in _FITTED_ATTRIBUTES
+                    if hasattr(self, name)}
+        try:
+            with worker_errors_unwrapped():
+                return self._train(X, y, **options)
+        except BaseException:
+            for name in _FITTED_ATTRIBUTES:
+                if name in previous:
+                    setattr(self, name, previous[name])
+                elif hasattr(self, name):
+                    delattr(self, name)
+            if hasattr(self, "net_"):
+                self.net_.train_split = None
+            raise
+
+    def _train(self, X, y, *, sample_weight, epochs, classes, validation, groups=None):
         self._check_params()
         continuing = epochs is not None or self.warm_start
         continuing = continuing and hasattr(self, "net_")
@@ -690,12 +786,28 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 open_cache.close()
         # The validation set must not travel with the fitted model (pickles, model files).
         self.net_.train_split = None
+        self._check_weights_finite()
         self.history_ = [
             {key: value.item() if isinstance(value, np.generic) else value
              for key, value in row.items() if key != "batches"}
             for row in self.net_.history
         ]
         return self
+
+    def _check_weights_finite(self) -> None:
+        """A diverged fit has NaN weights, and then predicts NaN probabilities and the first
+        class for every image without any error: refuse it here, naming the likely cause."""
+        broken = [name for name, tensor in self.net_.module_.state_dict().items()
+                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if broken:
+            losses = ", ".join(f"{row.get('train_loss', math.nan):.4g}"
+                               for row in self.net_.history)
+            raise FloatingPointError(
+                f"training diverged: {len(broken)} weight tensors (e.g. {broken[0]!r}) hold NaN "
+                f"or infinite values after {len(self.net_.history)} epochs (training loss by "
+                f"epoch: {losses}); "
+                f"use a smaller lr (now {self.lr!r})"
+            )
 
     def _warn_if_average_too_short(self, n_train: int, epochs: int) -> None:
         """A fit shorter than the average's window averages its early, barely trained steps."""
@@ -994,7 +1106,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             _worker_start_method() if self.net_.iterator_valid__num_workers else None
         )
         # DataLoader draws a worker seed from the global generator; leave the caller's alone.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), worker_errors_unwrapped():
             proba = self.net_.predict_proba(data).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 

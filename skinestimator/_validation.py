@@ -15,7 +15,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 def grouped_holdout(y, groups, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, valid)``: about ``fraction`` of the samples, as whole groups, held out
-    and stratified by class as far as the groups allow (one fold of ``StratifiedGroupKFold``).
+    and stratified by class as far as the groups allow (``m`` of the ``k`` folds of
+    ``StratifiedGroupKFold`` whose share ``m / k`` is closest to ``fraction``).
 
     Raises ``ValueError`` when there are fewer than 2 groups.
     """
@@ -23,11 +24,28 @@ def grouped_holdout(y, groups, fraction: float, *, seed: int) -> tuple[np.ndarra
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ValueError(f"holding out groups needs at least 2 groups, got {n_groups}")
-    n_splits = min(max(2, round(1 / fraction)), n_groups)
+    n_splits, n_held_out = _folds_for_fraction(fraction, n_groups)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
-        # Only one fold is used: a rare class missing from the validation part is expected
+        # Only some folds are used: a rare class missing from the validation part is expected
         # here, not a mistake worth a warning on every fit.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        train, valid = next(splitter.split(np.zeros(len(y)), y, groups))
+        folds = [valid for _, valid in splitter.split(np.zeros(len(y)), y, groups)]
+    valid = np.concatenate(folds[:n_held_out])
+    train = np.setdiff1d(np.arange(len(y)), valid)
     return np.sort(train), np.sort(valid)
+
+
+def _folds_for_fraction(fraction: float, n_groups: int, max_splits: int = 20) -> tuple[int, int]:
+    """``(k, m)``: holding out ``m`` of ``k`` group folds comes closest to ``fraction``.
+
+    The fewest folds win ties, so 0.1 is 1 of 10 folds and 0.2 is 1 of 5, as before; but 0.4
+    is now 2 of 5 and 0.9 is 9 of 10, where one fold of ``round(1 / fraction)`` held out 50 %.
+    """
+    best = None
+    for k in range(2, max(2, min(max_splits, n_groups)) + 1):
+        m = min(max(1, round(fraction * k)), k - 1)
+        error = abs(m / k - fraction)
+        if best is None or error < best[0] - 1e-12:
+            best = (error, k, m)
+    return best[1], best[2]

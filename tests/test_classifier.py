@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
@@ -177,7 +178,9 @@ def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
     "params, message",
     [
         ({"max_epochs": 0}, "max_epochs must be a positive integer"),
-        ({"lr": -1}, "lr must be a positive number"),
+        ({"lr": -1}, "lr must be a finite positive number"),
+        ({"lr": float("inf")}, "lr must be a finite positive number"),
+        ({"device": "tpu"}, "device must be 'auto' or a torch device"),
         ({"backbone": "no_such_net"}, "unknown backbone 'no_such_net'"),
         ({"finetune": "some"}, "finetune must be"),
         ({"image_size": (32,)}, "image_size must be"),
@@ -207,6 +210,60 @@ def test_bad_inputs_are_reported(lesions_train):
         clf.fit(np.zeros((4, 8, 8, 4), dtype=np.uint8), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="samples"):
         clf.fit(X[:10], y[:9])
+
+
+def test_integer_arrays_are_pixels_like_uint8(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2)).fit(X[:60], y[:60])
+    as_uint8 = clf.predict_proba(X[60:70])
+    np.testing.assert_allclose(clf.predict_proba(X[60:70].astype(np.int64)), as_uint8,
+                               atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(X[60:70].tolist()), as_uint8, atol=1e-6)
+    with pytest.raises(ValueError, match="0–255 pixel values, got values from -1 to 300"):
+        clf.predict(np.where(X[:2] > 128, 300, -1))
+    with pytest.warns(UserWarning, match=r"intensities in \[0, 1\], but these span \[17, 255\]"):
+        clf.predict(X[:2].astype(np.float32))
+
+
+def test_a_failed_fit_leaves_the_estimator_as_it_was(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:60], y[:60])
+    before = clf.predict_proba(X[60:70])
+    classes, network = clf.classes_, clf.net_
+    renamed = np.array(["A", "B", "C"])[np.searchsorted(np.unique(y), y)]
+    with pytest.raises(ValueError, match="y_val has classes"):
+        clf.fit(X[:60], renamed[:60], X_val=X[60:66], y_val=["A", "B", "Z", "A", "B", "C"])
+    assert clf.classes_ is classes and clf.net_ is network
+    np.testing.assert_array_equal(clf.predict_proba(X[60:70]), before)
+    fresh = SkinLesionClassifier(**SEED_CNN)
+    with pytest.raises(ValueError, match="y_val has classes"):
+        fresh.fit(X[:60], y[:60], X_val=X[60:62], y_val=["nope", "nope"])
+    with pytest.raises(NotFittedError):
+        fresh.predict(X[:2])
+
+
+def test_unreadable_file_in_a_worker_is_reported_in_one_line(lesion_folder, tmp_path):
+    _, paths, y = lesion_folder
+    bad = tmp_path / "ISIC_0024306.jpg"
+    bad.write_bytes(b"not an image at all")
+    # The unreadable file is not among those sampled for the size, so a worker meets it.
+    clf = SkinLesionClassifier(**SEED_CNN, image_size=(32, 32), num_workers=1)
+    with pytest.raises(ImageReadError, match="ISIC_0024306.jpg") as error:
+        clf.fit([*paths[:20], str(bad)], [*y[:20], y[0]])
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
+    clf.fit(paths[:20], y[:20])
+    with pytest.raises(ImageReadError, match="ISIC_0024306.jpg") as error:
+        clf.predict([paths[0], str(bad)])
+    assert "\n" not in str(error.value)
+
+
+def test_diverged_training_is_refused(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e8))
+    with pytest.raises(FloatingPointError, match="training diverged.*smaller lr"):
+        clf.fit(X[:60], y[:60])
+    with pytest.raises(NotFittedError):
+        clf.predict(X[:2])
 
 
 # ---------------------------------------------------------------- training options
@@ -328,6 +385,17 @@ def test_validation_split_is_stratified_and_reproducible(lesions_train):
     np.testing.assert_array_equal(valid_a, valid_b)
     assert len(np.intersect1d(train_a, valid_a)) == 0 and len(valid_a) == 30
     assert set(np.bincount(y_encoded[valid_a])) == {10}
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.4, 0.6, 0.9])
+def test_grouped_validation_split_holds_out_the_fraction_asked(fraction):
+    y = np.arange(400) % 4
+    groups = np.arange(400) // 2  # 200 "lesions" of two images
+    clf = SkinLesionClassifier(**dict(SEED_CNN, validation_fraction=fraction))
+    train, valid = clf._split(y, 0, True, groups)
+    assert abs(len(valid) / 400 - fraction) <= 0.02
+    assert not set(groups[train]) & set(groups[valid])
+    assert len(train) + len(valid) == 400
 
 
 def _validation_recorder():

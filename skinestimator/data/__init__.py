@@ -2,6 +2,6 @@
 
 from ._augment import BatchAugmentation
 from ._cache import ImageCache
-from ._dataset import ImageDataset
+from ._dataset import ImageDataset, worker_errors_unwrapped
 
-__all__ = ["BatchAugmentation", "ImageCache", "ImageDataset"]
+__all__ = ["BatchAugmentation", "ImageCache", "ImageDataset", "worker_errors_unwrapped"]

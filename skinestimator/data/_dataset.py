@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from skorch.dataset import Dataset as SkorchDataset
 
-from ..images import read_image
+from ..images import ImageReadError, read_image
 from ._cache import ImageCache
 
-__all__ = ["ImageDataset"]
+__all__ = ["ImageDataset", "worker_errors_unwrapped"]
+
+
+@contextmanager
+def worker_errors_unwrapped() -> Iterator[None]:
+    """Re-raise an unreadable image met in a DataLoader worker with its own one-line message.
+
+    torch re-raises a worker's exception with the worker's whole traceback as its message
+    ("Caught ImageReadError in DataLoader worker process 0. Original Traceback ..."), which
+    buries the file's name in 30 lines; the last line is the original message.
+    """
+    try:
+        yield
+    except ImageReadError as exc:
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        raise ImageReadError(last.split("ImageReadError: ", 1)[-1]) from None
 
 
 class ImageDataset(SkorchDataset):
