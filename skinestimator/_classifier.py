@@ -56,6 +56,15 @@ def _default_path_image_size(paths: np.ndarray) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def _is_callback(callback) -> bool:
+    """A skorch callback instance or class, as skorch's ``callbacks=`` takes them."""
+    from skorch.callbacks import Callback
+
+    return isinstance(callback, Callback) or (
+        isinstance(callback, type) and issubclass(callback, Callback)
+    )
+
+
 def _holds_integers(X) -> bool:
     """Whether ``X`` (array, list, DataFrame or other array-like) holds integers."""
     dtypes = getattr(X, "dtypes", None)
@@ -332,9 +341,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         scale/shift and colour jitter.
     tta : bool, default=False
         Test-time augmentation: average the predicted probabilities over the four flips.
-    image_cache : bool or str, default=True
+    image_cache : bool, str or path-like, default=True
         When training from file paths, keep the decoded images in a memory-mapped temporary file
-        so epochs after the first do not decode again. A string names the folder to put it in.
+        so epochs after the first do not decode again. A string names the folder to put it in
+        (created if missing).
     num_workers : int or "auto", default="auto"
         DataLoader worker processes decoding files ("auto": one per spare core for paths, none
         for arrays).
@@ -512,6 +522,22 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             or (isinstance(self.num_workers, numbers.Integral) and self.num_workers >= 0)
         ):
             raise ValueError(f"num_workers must be 'auto' or an int >= 0, got {self.num_workers!r}")
+        for name in ("pretrained", "tta", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.image_cache, (bool, np.bool_, str, os.PathLike)):
+            raise ValueError(
+                f"image_cache must be True, False or a folder, got {self.image_cache!r}"
+            )
+        if self.callbacks is not None and not (
+            isinstance(self.callbacks, (list, tuple))
+            and all(_is_callback(c[1] if isinstance(c, tuple) and len(c) == 2 else c)
+                    for c in self.callbacks)
+        ):
+            raise ValueError(
+                "callbacks must be None or a list of skorch callbacks or (name, callback) "
+                f"pairs, got {self.callbacks!r}"
+            )
         device_error = ValueError(
             f"device must be 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1', got "
             f"{self.device!r}"
@@ -534,7 +560,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if (
             isinstance(size, Sequence)
             and len(size) == 2
-            and all(isinstance(v, numbers.Integral) and v >= 1 for v in size)
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                    for v in size)
         ):
             return int(size[0]), int(size[1])
         raise ValueError(
@@ -555,6 +582,14 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         ``images`` is an object array of paths, or an ``(n, H, W, 3)`` uint8/float32 array at
         the network's size (after ``fit`` has set ``image_size_``).
         """
+        if isinstance(X, (str, bytes, os.PathLike)):
+            raise ValueError(
+                f"X must be a sequence of image paths or an image array, got the single path "
+                f"{os.fsdecode(X)!r}: pass a list, e.g. [{os.fsdecode(X)!r}]"
+            )
+        if hasattr(X, "__len__") and getattr(X, "ndim", 1) > 0 and len(X) == 0:
+            raise ValueError("X is empty: there are no images to " +
+                             ("train on" if fitting else "predict"))
         if is_path_sequence(X):
             paths = np.asarray([os.fspath(p) for p in X], dtype=object)
             if fitting and hasattr(self, "n_features_in_"):
@@ -730,7 +765,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         def new_cache(n):
             if not (from_paths and self.image_cache):
                 return None
-            directory = self.image_cache if isinstance(self.image_cache, str) else None
+            directory = None
+            if isinstance(self.image_cache, (str, os.PathLike)):
+                directory = os.fspath(self.image_cache)
+                os.makedirs(directory, exist_ok=True)
             caches.append(ImageCache(n, (*self.image_size_, 3), directory=directory))
             return caches[-1]
 

@@ -181,6 +181,11 @@ def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
         ({"lr": -1}, "lr must be a finite positive number"),
         ({"lr": float("inf")}, "lr must be a finite positive number"),
         ({"device": "tpu"}, "device must be 'auto' or a torch device"),
+        ({"tta": "yes"}, "tta must be True or False"),
+        ({"pretrained": "no"}, "pretrained must be True or False"),
+        ({"image_cache": 5}, "image_cache must be True, False or a folder"),
+        ({"image_size": (True, 8)}, "image_size must be"),
+        ({"callbacks": "x"}, "callbacks must be None or a list of skorch callbacks"),
         ({"backbone": "no_such_net"}, "unknown backbone 'no_such_net'"),
         ({"finetune": "some"}, "finetune must be"),
         ({"image_size": (32,)}, "image_size must be"),
@@ -210,6 +215,20 @@ def test_bad_inputs_are_reported(lesions_train):
         clf.fit(np.zeros((4, 8, 8, 4), dtype=np.uint8), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="samples"):
         clf.fit(X[:10], y[:9])
+    clf.fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match=r"single path 'photo.jpg': pass a list"):
+        clf.predict("photo.jpg")
+    with pytest.raises(ValueError, match="X is empty: there are no images to predict"):
+        clf.predict([])
+
+
+def test_image_cache_folder_is_created(lesion_folder, tmp_path):
+    _, paths, y = lesion_folder
+    folder = tmp_path / "new" / "cache"
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1), image_size=(32, 32),
+                               num_workers=0, image_cache=folder)
+    clf.fit(paths[:20], y[:20])
+    assert folder.is_dir() and clf.predict(paths[:2]).shape == (2,)
 
 
 def test_integer_arrays_are_pixels_like_uint8(lesions_train):
