@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import multiprocessing
@@ -695,6 +696,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         """
         previous = {name: getattr(self, name) for name in _FITTED_ATTRIBUTES
                     if hasattr(self, name)}
+        if "net_" in previous and (options["epochs"] is not None or self.warm_start is True):
+            # A continued fit trains this network in place: keep a copy to fall back on.
+            previous["net_"] = copy.deepcopy(self.net_)
         try:
             with worker_errors_unwrapped():
                 return self._train(X, y, **options)

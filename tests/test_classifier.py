@@ -276,6 +276,20 @@ def test_unreadable_file_in_a_worker_is_reported_in_one_line(lesion_folder, tmp_
     assert "\n" not in str(error.value)
 
 
+def test_a_failed_partial_fit_keeps_the_network_as_it_was(lesion_folder, tmp_path):
+    _, paths, y = lesion_folder
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1, batch_size=4),
+                               image_size=(32, 32), num_workers=0)
+    clf.fit(paths[:40], y[:40])
+    before = clf.predict_proba(paths[40:50])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    # The unreadable file comes last, after batches that already moved the weights.
+    with pytest.raises(ImageReadError, match="broken.png"):
+        clf.partial_fit([*paths[:40], str(bad)], [*y[:40], y[0]])
+    np.testing.assert_array_equal(clf.predict_proba(paths[40:50]), before)
+
+
 def test_diverged_training_is_refused(lesions_train):
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e8))
