@@ -190,6 +190,8 @@ def test_image_loader_estimator_contract(lesion_folder):
         ({"size": 32}, ["a.png"], "size must be a pair"),
         ({"resize": "zoom"}, ["a.png"], "resize must be one of"),
         ({}, np.zeros((2, 3)), "1-D sequence of image file paths"),
+        ({}, [], "no image paths: X is empty"),
+        ({}, np.array([], dtype=str), "no image paths: X is empty"),
     ],
 )
 def test_image_loader_errors(params, X, message):
@@ -364,6 +366,37 @@ def test_synthetic_lesions_are_reproducible_and_balanced():
     assert set(np.unique(y1, return_counts=True)[1]) == {6}
     with pytest.raises(ValueError, match="n_classes"):
         make_synthetic_lesions(n_classes=9)
+
+
+def test_load_dermamnist_reads_a_small_npz(tmp_path):
+    images = np.zeros((2, 28, 28, 3), dtype=np.uint8)
+    np.savez(tmp_path / "dermamnist.npz", test_images=images, test_labels=np.array([[0], [6]]))
+    X, y = load_dermamnist(tmp_path, split="test")
+    assert X.shape == (2, 28, 28, 3)
+    assert list(y) == ["akiec", "vasc"]
+
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        ("labels.csv", lambda p: p.write_text("image,label\na.jpg,nv\n"), "not a DermaMNIST .npz"),
+        ("empty.npz", lambda p: p.write_bytes(b""), "not a DermaMNIST .npz"),
+        ("one.npy", lambda p: np.save(p, np.zeros(3)), "holds a single array"),
+        ("other.npz", lambda p: np.savez(p, foo=np.zeros(3)), "lacks train_images, train_labels"),
+    ],
+)
+def test_load_dermamnist_rejects_other_files(tmp_path, name, write, message):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ValueError, match=message) as info:
+        load_dermamnist(path)
+    assert name in str(info.value) and "train_images" in str(info.value)
+    assert "pickle" not in str(info.value)
+
+
+def test_load_dermamnist_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
+        load_dermamnist(tmp_path / "nowhere.npz")
 
 
 @pytest.mark.realdata

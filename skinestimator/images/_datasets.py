@@ -156,21 +156,38 @@ def load_ham10000(root: str | os.PathLike, *, return_metadata: bool = False):
     return paths, labels, groups, metadata
 
 
+_DERMAMNIST_KEYS = tuple(
+    f"{split}_{part}" for split in ("train", "val", "test") for part in ("images", "labels")
+)
+
+
 def load_dermamnist(path: str | os.PathLike, *, split: str = "train"):
     """Load one split of DermaMNIST (MedMNIST v2 ``.npz``) with string labels.
 
     Parameters
     ----------
     path : str or path-like
-        The ``.npz`` file, or a folder holding exactly one ``dermamnist*.npz``.
+        The ``.npz`` file, or a folder holding exactly one ``dermamnist*.npz``. The file must
+        hold the arrays ``train_images``, ``train_labels``, ``val_images``, ``val_labels``,
+        ``test_images`` and ``test_labels`` (at least the two of ``split``).
     split : {"train", "val", "test"}, default="train"
 
     Returns
     -------
     images : ndarray of shape (n, H, W, 3), dtype uint8
     labels : ndarray of str, the diagnosis names of :data:`DERMAMNIST_CLASSES`
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist, or is a folder without exactly one ``dermamnist*.npz``.
+    ValueError
+        If ``split`` is unknown, or the file is not a DermaMNIST ``.npz`` (not an ``.npz``
+        archive, or without the arrays of ``split``); the message names the file.
     """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"DermaMNIST file not found: '{path}'")
     if path.is_dir():
         candidates = sorted(path.glob("dermamnist*.npz"))
         if len(candidates) != 1:
@@ -178,7 +195,26 @@ def load_dermamnist(path: str | os.PathLike, *, split: str = "train"):
         path = candidates[0]
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    with np.load(path) as data:
+    expected = ", ".join(_DERMAMNIST_KEYS)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(
+            f"'{path}' is not a DermaMNIST .npz file (a NumPy .npz archive with the arrays "
+            f"{expected})"
+        ) from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"'{path}' is not a DermaMNIST .npz file: it holds a single array, expected an "
+            f".npz archive with the arrays {expected}"
+        )
+    with data:
+        missing = [k for k in (f"{split}_images", f"{split}_labels") if k not in data.files]
+        if missing:
+            raise ValueError(
+                f"'{path}' is not a DermaMNIST .npz file: it lacks {', '.join(missing)} "
+                f"(holds {', '.join(data.files) or 'no arrays'}; expected {expected})"
+            )
         images = data[f"{split}_images"]
         codes = data[f"{split}_labels"].reshape(-1)
     return images, np.asarray(DERMAMNIST_CLASSES, dtype=object)[codes]

@@ -29,6 +29,14 @@ def _check_size(size, name: str = "size") -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _is_empty(X) -> bool:
+    """True when ``X`` is a sized collection holding nothing."""
+    try:
+        return len(X) == 0
+    except TypeError:
+        return False
+
+
 class ImageLoader(TransformerMixin, BaseEstimator):
     """Read image files into an RGB ``uint8`` array ``(n, height, width, 3)`` of one size.
 
@@ -76,6 +84,8 @@ class ImageLoader(TransformerMixin, BaseEstimator):
         size = _check_size(self.size)
         if self.resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if not isinstance(X, (str, bytes)) and getattr(X, "ndim", 1) == 1 and _is_empty(X):
+            raise ValueError("ImageLoader got no image paths: X is empty")
         if not is_path_sequence(X):
             raise ValueError(
                 "ImageLoader expects a 1-D sequence of image file paths, got "
@@ -94,6 +104,11 @@ class ImageLoader(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : ImageLoader
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid, or ``X`` is empty or not a 1-D sequence of paths.
         """
         self.size_ = self._validate(X)
         return self
@@ -111,6 +126,8 @@ class ImageLoader(TransformerMixin, BaseEstimator):
 
         Raises
         ------
+        ValueError
+            If a parameter is invalid, or ``X`` is empty or not a 1-D sequence of paths.
         ImageReadError
             Naming the first file that cannot be read.
         """
