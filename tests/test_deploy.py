@@ -199,6 +199,29 @@ def test_integer_classes_keep_their_type(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
+def test_class_weight_dict_keeps_its_key_types(tmp_path):
+    X, y = make_synthetic_lesions(n_samples=12, image_size=(16, 16), n_classes=2,
+                                  random_state=1)
+    y = np.where(y == y[0], 3, 7)
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, random_state=0,
+                               validation_fraction=None, class_weight={3: 3.0, 7: 1}).fit(X, y)
+    save_model(clf, tmp_path / "weighted.skin")
+    loaded = load_model(tmp_path / "weighted.skin")
+    assert loaded.class_weight == {3: 3.0, 7: 1}
+    assert [type(k) for k in loaded.class_weight] == [int, int]
+    assert "class_weight" not in loaded.model_card_["params_not_saved"]
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    # Any str / int / float / bool keys survive; a dict JSON cannot hold is listed as not saved.
+    clf.set_params(class_weight={"a": 1.0, 2: 2.0, 0.5: 3.0, True: 4.0, np.int64(5): 5.0})
+    params, dropped, _, dicts = _model_file._serialisable_params(clf)
+    card = json.loads(json.dumps({"params": params, "params_dicts": dicts}))
+    restored = _model_file._params_from_card(card, tmp_path)["class_weight"]
+    assert restored == {"a": 1.0, 2: 2.0, 0.5: 3.0, True: 4.0, 5: 5.0}
+    assert [type(k) for k in restored] == [str, int, float, bool, int]
+    clf.set_params(class_weight={(1, 2): 1.0})
+    assert "class_weight" in _model_file._serialisable_params(clf)[1]
+
+
 def _pooled_linear(n_classes):
     return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                torch.nn.Linear(3, n_classes))

@@ -58,8 +58,11 @@ def save_model(
     """Save a fitted classifier as one safe file: safetensors weights plus a JSON model card.
 
     The file records the weights of the network, the classes, the preprocessing (input size),
-    the backbone and hyperparameters, the library / torch versions, a training-data summary and
-    validation metrics when known, and a SHA-256 digest that :func:`load_model` checks.
+    the backbone, the hyperparameters, the library / torch versions, a training-data summary
+    and validation metrics when known, and a SHA-256 digest that :func:`load_model` checks.
+    Hyperparameters are stored with their types, including dicts keyed by strings, integers,
+    floats or booleans (such as ``class_weight={0: 3.0}``); those JSON cannot hold (callables,
+    modules, ``callbacks``) are not stored and are listed in the card's ``params_not_saved``.
     Loading it never unpickles anything, so a model file from an untrusted source cannot run
     code (``pickle`` / ``joblib`` files can: load those only from sources you trust).
 
@@ -164,7 +167,7 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
     import skorch
     import torch
 
-    params, dropped, tuples = _serialisable_params(clf)
+    params, dropped, tuples, dicts = _serialisable_params(clf)
     classes = np.asarray(clf.classes_)
     class_kind = _classes_kind(classes)
     history = _json_safe(list(getattr(clf, "history_", []) or []))
@@ -194,6 +197,7 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
         ),
         "params": params,
         "params_tuples": tuples,
+        "params_dicts": dicts,
         "params_not_saved": dropped,
         "training_data": _json_safe(dict(training_data)) if training_data else None,
         "metrics": _json_safe(dict(metrics)) if metrics else None,
@@ -214,18 +218,41 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
     return card
 
 
-def _serialisable_params(clf) -> tuple[dict[str, Any], list[str], list[str]]:
-    """JSON-able hyperparameters; the others (callbacks, callables, modules) are listed."""
-    params, dropped, tuples = {}, [], []
+def _serialisable_params(
+    clf,
+) -> tuple[dict[str, Any], list[str], list[str], dict[str, list[list[Any]]]]:
+    """Split the hyperparameters by how the model card stores them.
+
+    Returns ``params`` (JSON-able values), ``dropped`` (names of values that cannot be stored:
+    callbacks, callables, modules), ``tuples`` (names in ``params`` to restore as tuples) and
+    ``dicts``: dicts whose keys are not all strings (such as ``class_weight={0: 3.0}``), stored
+    as ``[key, value]`` pairs because a JSON object would turn every key into a string.
+    """
+    params, dropped, tuples, dicts = {}, [], [], {}
     for name, value in sorted(clf.get_params(deep=False).items()):
         if isinstance(value, tuple) and _is_plain(list(value)):
             params[name] = list(value)
             tuples.append(name)
         elif _is_plain(value):
             params[name] = _json_safe(value)
+        elif _is_plain_keyed_dict(value):
+            dicts[name] = [[_json_safe(k), _json_safe(v)] for k, v in value.items()]
         else:
             dropped.append(name)
-    return params, dropped, tuples
+    return params, dropped, tuples, dicts
+
+
+def _is_plain_key(key) -> bool:
+    """True for dict keys that keep their type and value as a JSON list item."""
+    if isinstance(key, (bool, np.bool_, str, int, np.integer)):
+        return True
+    return isinstance(key, (float, np.floating)) and math.isfinite(float(key))
+
+
+def _is_plain_keyed_dict(value) -> bool:
+    return isinstance(value, dict) and all(
+        _is_plain_key(k) and _is_plain(v) for k, v in value.items()
+    )
 
 
 def _is_plain(value) -> bool:
@@ -393,8 +420,10 @@ def load_model(path: str | os.PathLike):
     -------
     clf : SkinLesionClassifier
         A fitted classifier whose ``predict_proba`` equals the saved one's. Hyperparameters
-        that could not be saved (such as callbacks) take their default values; the model card
-        is available as ``clf.model_card_``.
+        keep their saved values, including dicts whose keys are strings, integers, floats or
+        booleans (such as ``class_weight={0: 3.0}``); those that could not be saved (such as
+        callbacks, listed in the model card under ``params_not_saved``) take their default
+        values. The model card is available as ``clf.model_card_``.
 
     Raises
     ------
@@ -417,10 +446,7 @@ def load_model(path: str | os.PathLike):
         raise ModelFileError(f"{path}: holds a {estimator!r}, which this version cannot load")
     from skinestimator import SkinLesionClassifier
 
-    params = dict(card.get("params") or {})
-    for name in card.get("params_tuples") or []:
-        if isinstance(params.get(name), list):
-            params[name] = tuple(params[name])
+    params = _params_from_card(card, path)
     known = SkinLesionClassifier().get_params(deep=False)
     unknown = sorted(set(params) - set(known))
     if unknown:
@@ -461,6 +487,26 @@ def load_model(path: str | os.PathLike):
         ) from exc
     clf.model_card_ = card
     return clf
+
+
+def _params_from_card(card: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The hyperparameters of a model card, with tuples and non-string-keyed dicts restored."""
+    params = dict(card.get("params") or {})
+    for name in card.get("params_tuples") or []:
+        if isinstance(params.get(name), list):
+            params[name] = tuple(params[name])
+    dicts = card.get("params_dicts") or {}
+    if not isinstance(dicts, dict):
+        raise ModelFileError(f"{path}: the model card's params_dicts is not a mapping")
+    for name, pairs in dicts.items():
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and _is_plain_key(p[0]) for p in pairs
+        ):
+            raise ModelFileError(
+                f"{path}: the model card stores hyperparameter {name!r} in an unknown form"
+            )
+        params[name] = {key: value for key, value in pairs}
+    return params
 
 
 def _classes_array(classes: list, kind: str, path: Path) -> np.ndarray:

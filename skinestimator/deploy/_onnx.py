@@ -43,11 +43,15 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     """Export a fitted classifier to one ONNX file that outputs class probabilities.
 
     The graph's input ``image`` is a ``uint8`` array of shape ``(batch, height, width, 3)``:
-    RGB pixels already resized to ``clf.image_size_`` (what ``clf.to_image_array`` returns).
-    Normalization, softmax and (when ``clf.tta`` is set) the flip test-time augmentation are
-    part of the graph; its output ``probabilities`` has shape
-    ``(batch, n_classes)`` in the order of ``clf.classes_``. The file's metadata holds the
-    classes (JSON list, key ``classes``), the image size and the skinestimator version.
+    RGB pixels 0–255 already resized to ``clf.image_size_``, and only ``uint8``: runtimes
+    reject other dtypes. ``clf.to_image_array(X)`` gives exactly this for image files and
+    ``uint8`` arrays, but ``float32`` 0–1 pixels for float arrays: convert those with
+    ``(images * 255).round().astype(np.uint8)`` (the probabilities then differ from
+    ``predict_proba`` by the 8-bit rounding of the pixels). Normalization, softmax and (when
+    ``clf.tta`` is set) the flip test-time augmentation are part of the graph; its output
+    ``probabilities`` has shape ``(batch, n_classes)`` in the order of ``clf.classes_``. The
+    file's metadata holds the classes (JSON list, key ``classes``), the image size and the
+    skinestimator version.
 
     Parameters
     ----------
