@@ -137,6 +137,33 @@ def test_report_subgroups_and_gap(report):
     assert ece_gap["best"] <= ece_gap["worst"]  # lower ECE is better
 
 
+def test_report_lists_subgroup_levels_in_natural_order():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_digits(n_class=3, return_X_y=True)
+    i = np.arange(len(y))
+    # Ages as a CSV gives them (strings), numbers, pandas.cut bins and text with a missing value.
+    age = np.array(["45.0", "2.0", "13.0", "22.0", "20.0", "unknown", "23.0", "21.0"])[i % 8]
+    subgroups = {
+        "age": age,
+        "skin_type": (i % 6 + 1).astype(float),
+        "age_band": pd.cut(i % 90, [-1, 9, 29, 89]),
+        "site": np.array(["face", "back", None, "arm"], dtype=object)[i % 4],
+    }
+    report = cross_validated_report(
+        LogisticRegression(max_iter=200), X / 16, y, cv=3, subgroups=subgroups
+    )
+    tables = report.subgroup_metrics
+    assert list(tables["age"].index) == [
+        "2.0", "13.0", "20.0", "21.0", "22.0", "23.0", "45.0", "unknown"
+    ]
+    assert list(tables["skin_type"].index) == ["1.0", "2.0", "3.0", "4.0", "5.0", "6.0"]
+    assert list(tables["age_band"].index) == ["(-1, 9]", "(9, 29]", "(29, 89]"]
+    assert list(tables["site"].index) == ["arm", "back", "face", "missing"]
+    assert tables["site"].loc["missing", "n_samples"] == np.sum(i % 4 == 2)
+
+
 def test_report_renders_as_text_markdown_and_self_contained_html(report, tmp_path):
     report, _, _ = report
     text = str(report)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import numbers
 import os
 import time
 from collections.abc import Mapping
@@ -64,12 +66,56 @@ def _as_subgroup_frame(subgroups, n_samples: int) -> pd.DataFrame:
     if isinstance(subgroups, pd.DataFrame):
         frame = subgroups.reset_index(drop=True)
     elif isinstance(subgroups, Mapping):
-        frame = pd.DataFrame({name: list(values) for name, values in subgroups.items()})
+        frame = pd.DataFrame({name: _column_values(values) for name, values in subgroups.items()})
     else:
         raise TypeError("subgroups must be a pandas DataFrame or a dict of column name to values.")
     if len(frame) != n_samples:
         raise ValueError(f"subgroups has {len(frame)} rows but X has {n_samples} samples.")
-    return frame.apply(lambda col: col.astype(object).where(col.notna(), MISSING).astype(str))
+    return frame.apply(_subgroup_column)
+
+
+def _column_values(values):
+    """A subgroup column's values by position, keeping categories (their order is the table's)."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.array
+    if isinstance(values, pd.Categorical):
+        return values
+    return list(values)
+
+
+def _subgroup_column(column: pd.Series) -> pd.Series:
+    """The column as string labels, categorical with the levels in their natural order.
+
+    A categorical column (e.g. from ``pandas.cut``) keeps its category order; otherwise numbers,
+    and strings that read as numbers (such as ``"45.0"`` from a CSV file), come first in
+    increasing order, then the other strings alphabetically. ``"missing"`` comes last.
+    """
+    labels = column.astype(object).where(column.notna(), MISSING).astype(str)
+    present = column.dropna()
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        observed = set(present.astype(object))
+        ordered = [value for value in column.cat.categories if value in observed]
+    else:
+        ordered = sorted(pd.unique(present.astype(object)), key=_level_key)
+    levels = list(dict.fromkeys([str(value) for value in ordered]))
+    if column.isna().any() and MISSING not in levels:
+        levels.append(MISSING)
+    return pd.Series(pd.Categorical(labels, categories=levels), index=column.index)
+
+
+def _level_key(value) -> tuple:
+    """Sort key of a subgroup value: numbers (or numeric strings) by value, then text."""
+    text = str(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    else:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+    if math.isfinite(number):
+        return (0, number, "", text)
+    return (1, 0.0, text.casefold(), text)
 
 
 #: Columns shown as whole numbers; every other number gets three decimals.
@@ -161,7 +207,10 @@ class CrossValidationReport:
     per_class : pandas.DataFrame
         Pooled precision, recall, F1, one-vs-rest AUC and support per class.
     subgroup_metrics : dict of str to pandas.DataFrame
-        Per subgroup column, pooled metrics per subgroup value.
+        Per subgroup column, pooled metrics per subgroup value, in the values' natural
+        order: a categorical column's category order (as from ``pandas.cut``), else numbers
+        (also numeric strings such as ``"45.0"``) in increasing order, then other strings
+        alphabetically; ``"missing"`` last.
     subgroup_gaps : pandas.DataFrame
         Per subgroup column and metric: best and worst subgroup (among those
         with at least ``min_subgroup_size`` samples) and the gap between them.
@@ -235,12 +284,15 @@ class CrossValidationReport:
         self.subgroup_metrics = {}
         gap_rows = []
         for column in subgroups.columns:
-            values = subgroups[column].to_numpy()
+            labels = subgroups[column]
+            if not isinstance(labels.dtype, pd.CategoricalDtype):
+                labels = _subgroup_column(labels)
+            levels = labels.cat.remove_unused_categories().cat.categories
+            values = labels.astype(object).to_numpy()
             table = pd.DataFrame(
-                {value: metrics(values == value) for value in np.unique(values)}
+                {value: metrics(values == value) for value in levels}
             ).T[["n_samples", *SUBGROUP_METRICS]]
             table.index = pd.Index([str(v) for v in table.index], name=str(column))
-            table = table.sort_values("n_samples", ascending=False)
             self.subgroup_metrics[str(column)] = table
             eligible = table[table["n_samples"] >= min_subgroup_size]
             for metric, higher_is_better in SUBGROUP_METRICS.items():
@@ -557,7 +609,7 @@ def cross_validated_report(
     >>> report.pooled_metrics["accuracy"] > 0.9
     True
     >>> list(report.subgroup_metrics["site"].index)
-    ['face', 'back']
+    ['back', 'face']
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
