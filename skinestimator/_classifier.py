@@ -21,6 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -134,6 +135,19 @@ def _debiased_ema_update(decay: float) -> Callable:
                 old.copy_(new)
 
     return update
+
+
+class _EarlyStoppingWhenValidated(EarlyStopping):
+    """skorch's ``EarlyStopping``, sitting out epochs that have no validation score.
+
+    ``partial_fit`` trains one epoch without a validation set; skorch's callback would then look
+    up the missing score and raise ``KeyError``. Skipping leaves its best weights unset (they
+    are reset when training begins), so nothing stale is restored either.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.monitor in net.history[-1]:
+            super().on_epoch_end(net, **kwargs)
 
 
 class _LesionNeuralNet(NeuralNetClassifier):
@@ -748,7 +762,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     f"{self.classes_[0]!r}"
                 )
         y_encoded = y_encoded.astype(np.int64)
-        weights = self._sample_weights(y_encoded, sample_weight, len(images))
+        # partial_fit streams batches, which may hold one class (scikit-learn's convention).
+        weights = self._sample_weights(y_encoded, sample_weight, len(images),
+                                       need_two_classes=epochs is None)
 
         if not continuing:
             if self.image_size is not None:
@@ -896,7 +912,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         offset = self.logit_adjustment * (log_share - log_share.mean())
         return torch.as_tensor(offset, dtype=torch.float32)
 
-    def _sample_weights(self, y_encoded, sample_weight, n_samples):
+    def _sample_weights(self, y_encoded, sample_weight, n_samples, *, need_two_classes=True):
         weights = _check_sample_weight(
             sample_weight, np.empty((n_samples, 1)), dtype=np.float64, ensure_non_negative=True
         )
@@ -914,10 +930,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 }
             weights = weights * np.asarray([lookup[c] for c in y_encoded])
         weighted_classes = np.unique(y_encoded[weights > 0])
-        if len(weighted_classes) < 2:
+        if not weighted_classes.size or (need_two_classes and len(weighted_classes) < 2):
             raise ValueError(
-                "sample_weight leaves fewer than 2 classes with positive weight; "
-                "a classifier needs at least 2 classes"
+                f"sample_weight leaves {len(weighted_classes)} classes with positive weight; "
+                f"{'a classifier needs at least 2' if need_two_classes else 'nothing to train on'}"
             )
         return weights.astype(np.float32)
 
@@ -1021,7 +1037,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
     def _build_net(self, n_classes, n_train, valid_data, from_paths, module=None,
                    logit_offset=None):
-        from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
+        from skorch.callbacks import EpochScoring, LRScheduler, ProgressBar
         from skorch.helper import predefined_split
 
         if module is None:
@@ -1049,7 +1065,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 callbacks.append(
                     (
                         "early_stopping",
-                        EarlyStopping(
+                        _EarlyStoppingWhenValidated(
                             monitor="valid_bacc",
                             lower_is_better=False,
                             patience=self.patience,

@@ -290,6 +290,24 @@ def test_a_failed_partial_fit_keeps_the_network_as_it_was(lesion_folder, tmp_pat
     np.testing.assert_array_equal(clf.predict_proba(paths[40:50]), before)
 
 
+def test_partial_fit_continues_an_early_stopped_fit_and_streams_one_class_batches(
+        lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, validation_fraction=0.2,
+                                      patience=3))
+    clf.fit(X[:60], y[:60])
+    epochs = len(clf.history_)
+    clf.partial_fit(X[60:90], y[60:90])  # skorch's early stopping found no score: KeyError
+    assert len(clf.history_) == epochs + 1
+    # scikit-learn's streaming convention: classes= first, then batches of any classes
+    # (here one class each, as when streaming class-sorted folders).
+    stream = SkinLesionClassifier(**SEED_CNN)
+    for label in np.unique(y):
+        batch = np.flatnonzero(y == label)[:16]
+        stream.partial_fit(X[batch], y[batch], classes=np.unique(y))
+    assert list(stream.classes_) == list(np.unique(y)) and len(stream.history_) == 3
+
+
 def test_diverged_training_is_refused(lesions_train):
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e8))
