@@ -300,8 +300,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         paths, the median size of (up to 64 of) the training files, scaled down so that the
         shorter side is at most 224 px (HAM10000's 150×200 images train as they are).
     resize : {"crop", "pad", "stretch"}, default="crop"
-        How files and arrays of another aspect ratio reach ``image_size`` (see
-        :class:`~skinestimator.ImageLoader`); arrays of another size are resized without crop.
+        How files and arrays of another aspect ratio reach ``image_size``: keep the centre,
+        fit the whole image between black bands, or stretch it (see
+        :class:`~skinestimator.ImageLoader`).
     image_shape : tuple or None, default=None
         For 2-D input ``(n, d)``: the ``(height, width[, channels])`` of each flattened row (e.g.
         ``(8, 8)`` for scikit-learn's digits). Without it, ``d = s*s`` is an ``s × s`` grey image,
@@ -364,7 +365,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         DataLoader worker processes decoding files ("auto": one per spare core for paths, none
         for arrays).
     device : {"auto", "cpu", "cuda", ...}, default="auto"
-        "auto" uses a CUDA GPU when one is present.
+        "auto" uses a CUDA GPU when one is present. Set after fitting
+        (``set_params(device="cpu")``), it moves the fitted network there for prediction.
     warm_start : bool, default=False
         When True, ``fit`` on an already fitted estimator (same classes) continues training the
         current network instead of starting again.
@@ -632,7 +634,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             _warn_if_not_unit_range(array)
         images = as_image_batch(array, self.image_shape)
         if not fitting and images.shape[1:3] != tuple(self.image_size_):
-            images = resize_batch(images, self.image_size_)
+            images = resize_batch(images, self.image_size_, policy=self.resize)
         if images is array or np.shares_memory(images, array):
             images = images.copy()  # never train on (or write into) the caller's buffer
         return images, False
@@ -774,7 +776,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             else:
                 self.image_size_ = (int(images.shape[1]), int(images.shape[2]))
         if not from_paths and images.shape[1:3] != tuple(self.image_size_):
-            images = resize_batch(images, self.image_size_)
+            images = resize_batch(images, self.image_size_, policy=self.resize)
 
         rng = check_random_state(self.random_state)
         torch_seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -1137,8 +1139,34 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
     def _prediction_data(self, X) -> ImageDataset:
         check_is_fitted(self)
+        self._check_prediction_params()
         images, from_paths = self._inputs(X, fitting=False)
         return ImageDataset(images, None, image_size=self.image_size_, resize=self.resize)
+
+    def _check_prediction_params(self) -> None:
+        """The hyperparameters prediction reads, which ``set_params`` after ``fit`` may change
+        (``fit`` validated the others); an explicit ``device`` moves the fitted network."""
+        if not isinstance(self.tta, (bool, np.bool_)):
+            raise ValueError(f"tta must be True or False, got {self.tta!r}")
+        size = self.predict_batch_size
+        if size is not None and (not isinstance(size, numbers.Integral)
+                                 or isinstance(size, bool) or size < 1):
+            raise ValueError(f"predict_batch_size must be None or a positive integer, got {size!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if self.device == "auto":
+            return  # the device the model was fitted on
+        try:
+            device = torch.device(self.device) if isinstance(self.device, str) else None
+        except RuntimeError:
+            device = None
+        if device is None:
+            raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda', "
+                             f"got {self.device!r}")
+        if device != torch.device(self.device_):
+            self._resolve_device()  # says when the machine has no CUDA GPU
+            self.net_.module_.to(device)
+            self.net_.device = self.device_ = self.device
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities.

@@ -308,6 +308,39 @@ def test_partial_fit_continues_an_early_stopped_fit_and_streams_one_class_batche
     assert list(stream.classes_) == list(np.unique(y)) and len(stream.history_) == 3
 
 
+def test_prediction_settings_changed_after_fit_are_checked_or_applied(lesions_train):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:30], y[:30])
+    with pytest.raises(ValueError, match="tta must be True or False, got 'no'"):
+        clf.set_params(tta="no").predict(X[:2])  # bool("no") used to switch tta on
+    with pytest.raises(ValueError, match="device must be 'auto' or a torch device"):
+        clf.set_params(tta=False, device="bogus").predict(X[:2])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            clf.set_params(device="cuda").predict(X[:2])
+    clf.set_params(device="cpu").predict(X[:2])
+    assert clf.device_ == "cpu" and next(clf.net_.module_.parameters()).device.type == "cpu"
+
+
+def test_arrays_and_files_of_another_aspect_ratio_are_framed_alike(lesions_train, tmp_path):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2)).fit(X[:60], y[:60])
+    wide = np.concatenate([X[60:64], X[64:68]], axis=2)  # 32 x 64: two lesions side by side
+    paths = save_image_folder(wide, ["wide"] * 4, tmp_path)
+    seen = {}
+    for policy in ("crop", "pad", "stretch"):
+        clf.set_params(resize=policy)
+        seen[policy] = clf.to_image_array(wide).astype(float)
+        from_files = clf.to_image_array(list(paths)).astype(float)
+        # Pillow's bicubic and torch's bilinear resampling differ by a few levels at most.
+        assert np.abs(seen[policy] - from_files).mean() < 4, policy
+        np.testing.assert_allclose(clf.predict_proba(wide), clf.predict_proba(list(paths)),
+                                   atol=0.05, err_msg=policy)
+    # Before, arrays were stretched whatever the policy.
+    assert np.abs(seen["crop"] - seen["stretch"]).mean() > 10
+    assert (seen["pad"][:, :8] == 0).all()  # black bands above and below
+
+
 def test_diverged_training_is_refused(lesions_train):
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=2, lr=1e8))

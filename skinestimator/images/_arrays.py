@@ -94,27 +94,59 @@ def as_image_batch(X: np.ndarray, image_shape: Sequence[int] | None = None) -> n
     return np.ascontiguousarray(X)
 
 
-def resize_batch(X: np.ndarray, size: Sequence[int], *, chunk: int = 256) -> np.ndarray:
+def resize_batch(X: np.ndarray, size: Sequence[int], *, policy: str = "stretch",
+                 chunk: int = 256) -> np.ndarray:
     """Resize ``(n, H, W, C)`` images to ``size = (height, width)`` (bilinear, antialiased).
 
-    ``uint8`` stays ``uint8`` (rounded); floating point keeps its dtype. Works through ``chunk``
-    images at a time so that large data sets never exist as one float copy.
+    ``policy`` handles another aspect ratio as :func:`read_image` does for files: ``"crop"``
+    keeps the centre at the target's aspect ratio, ``"pad"`` fits the whole image and fills the
+    rest with black, ``"stretch"`` resizes as is. ``uint8`` stays ``uint8`` (rounded); floating
+    point keeps its dtype. Works through ``chunk`` images at a time so that large data sets
+    never exist as one float copy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.images import resize_batch
+    >>> wide = np.zeros((1, 10, 20, 3), dtype=np.uint8)
+    >>> wide[:, :, 5:15] = 200  # a 10 x 10 lesion in the middle
+    >>> resize_batch(wide, (10, 10), policy="crop")[0, :, :, 0].min()  # only the middle kept
+    np.uint8(200)
+    >>> resize_batch(wide, (10, 10), policy="pad")[0, :, 5, 0]  # black bands above and below
+    array([  0,   0, 200, 200, 200, 200, 200,   0,   0,   0], dtype=uint8)
     """
     import torch
     import torch.nn.functional as F
 
+    if policy not in ("crop", "pad", "stretch"):
+        raise ValueError(f"policy must be 'crop', 'pad' or 'stretch', got {policy!r}")
     height, width = int(size[0]), int(size[1])
     if X.shape[1:3] == (height, width):
         return X
-    out = np.empty((len(X), height, width, X.shape[3]), dtype=X.dtype)
+    source_height, source_width = X.shape[1:3]
+    rows, columns = slice(None), slice(None)
+    inner = (height, width)
+    if policy == "crop":
+        # The centre at the target's aspect ratio, as PIL's ImageOps.fit takes it from files.
+        if source_width * height > width * source_height:
+            keep = max(1, round(source_height * width / height))
+            columns = slice((source_width - keep) // 2, (source_width - keep) // 2 + keep)
+        else:
+            keep = max(1, round(source_width * height / width))
+            rows = slice((source_height - keep) // 2, (source_height - keep) // 2 + keep)
+    elif policy == "pad":
+        scale = min(height / source_height, width / source_width)
+        inner = (max(1, round(source_height * scale)), max(1, round(source_width * scale)))
+    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
+    out = np.zeros((len(X), height, width, X.shape[3]), dtype=X.dtype)
     for start in range(0, len(X), chunk):
         # A writable C-contiguous view (a copy only for read-only input such as a memmap).
-        part = np.require(X[start:start + chunk], requirements=["C", "W"])
+        part = np.require(X[start:start + chunk, rows, columns], requirements=["C", "W"])
         part = torch.from_numpy(part).permute(0, 3, 1, 2)
         work = part.float() if X.dtype in (np.uint8, np.float16) else part
-        resized = F.interpolate(work, size=(height, width), mode="bilinear", antialias=True,
+        resized = F.interpolate(work, size=inner, mode="bilinear", antialias=True,
                                 align_corners=False).permute(0, 2, 3, 1)
         if X.dtype == np.uint8:
             resized = resized.round_().clamp_(0, 255).to(torch.uint8)
-        out[start:start + chunk] = resized.numpy()
+        out[start:start + chunk, top:top + inner[0], left:left + inner[1]] = resized.numpy()
     return out
