@@ -242,6 +242,36 @@ def test_unfitted_factory_backbone_and_pickle(fitted, data, tmp_path):
                                   fitted.predict_proba(X))
 
 
+def test_a_pipeline_is_refused_with_what_to_do_instead(data, tmp_path):
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    from skinestimator import ColorConstancy, ImageLoader
+
+    X, y = data
+    keep = np.concatenate([np.flatnonzero(y == c)[:4] for c in np.unique(y)])
+    X, y = X[keep], y[keep]
+    paths = save_image_folder(X, y, tmp_path / "images")
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, random_state=0,
+                               validation_fraction=None)
+    pipe = make_pipeline(ImageLoader(size=(32, 32)), clf).fit(paths, y)
+    for write in (save_model, export_onnx):
+        with pytest.raises(ModelFileError) as info:
+            write(pipe, tmp_path / "pipe.out")
+        message = str(info.value)
+        assert "got a Pipeline" in message and "not fitted" not in message
+        assert "(ImageLoader)" in message and "pipeline[-1]" in message
+    with pytest.raises(ModelFileError, match="ColorConstancy.*pickle/joblib"):
+        save_model(make_pipeline(ColorConstancy(), clf), tmp_path / "pipe.skin")
+    with pytest.raises(ModelFileError, match="best_estimator_"):
+        save_model(GridSearchCV(clf, {"max_epochs": [1]}, cv=2).fit(X, y),
+                   tmp_path / "search.skin")
+    assert not list(tmp_path.glob("*.skin")) and not list(tmp_path.glob("*.out"))
+    # What the message promises: the classifier alone, saved, predicts as the pipeline did.
+    loaded = load_model(save_model(pipe[-1], tmp_path / "clf.skin"))
+    np.testing.assert_array_equal(loaded.predict_proba(paths), pipe.predict_proba(paths))
+
+
 def test_onnx_probabilities_match_predict_proba(fitted, data, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     X, _ = data

@@ -69,7 +69,10 @@ def save_model(
     Parameters
     ----------
     clf : SkinLesionClassifier
-        A fitted classifier.
+        A fitted classifier. A Pipeline is refused, because its other steps could not be
+        stored: when they only read image files (``ImageLoader`` at the classifier's
+        ``image_size_``), save ``pipeline[-1]``, which reads image paths itself; otherwise
+        pickle / joblib the pipeline (and load it only from sources you trust).
     path : str or path-like
         Where to write. The conventional suffix is ``.skin``; an existing file is replaced
         atomically, so a crash never leaves a half-written model behind.
@@ -152,7 +155,55 @@ def save_model(
     return path
 
 
+def _check_is_classifier(clf: Any, action: str) -> None:
+    """Refuse anything but a :class:`~skinestimator.SkinLesionClassifier`, saying what to do.
+
+    ``action`` is ``"save_model"`` or ``"export_onnx"``. A Pipeline's other steps cannot go
+    into a model file or an ONNX graph, so writing the classifier alone would silently drop
+    them; the message says when that is harmless.
+    """
+    from sklearn.pipeline import Pipeline
+
+    from skinestimator import SkinLesionClassifier
+
+    if isinstance(clf, Pipeline):
+        others = [
+            type(step).__name__
+            for _, step in clf.steps[:-1]
+            if step is not None and step != "passthrough"
+        ]
+        listed = f" ({', '.join(others)})" if others else ""
+        if action == "export_onnx":
+            lost, verb = "would not be in the ONNX graph", "export"
+            why = "the graph takes decoded pixels at image_size_, as ImageLoader gives them"
+            otherwise = "the app running the graph must apply those steps to the pixels itself"
+        else:
+            lost, verb = "would not be saved", "save"
+            why = "the classifier reads image paths itself and predicts the same"
+            otherwise = (
+                "store the whole pipeline with pickle/joblib (load such files only from "
+                "sources you trust)"
+            )
+        raise ModelFileError(
+            f"{action} takes a fitted SkinLesionClassifier, got a Pipeline: its other "
+            f"steps{listed} {lost}. If they only read image files (an ImageLoader with the "
+            f"classifier's image_size_ and resize), {verb} pipeline[-1]: {why}. "
+            f"Otherwise {otherwise}"
+        )
+    if isinstance(clf, SkinLesionClassifier) or hasattr(clf, "net_"):
+        return
+    hint = (
+        f"; for a fitted search pass its best_estimator_ ({type(clf.best_estimator_).__name__})"
+        if hasattr(clf, "best_estimator_")
+        else ""
+    )
+    raise ModelFileError(
+        f"{action} takes a fitted SkinLesionClassifier, got {type(clf).__name__}{hint}"
+    )
+
+
 def _fitted_module(clf: Any):
+    _check_is_classifier(clf, "save_model")
     net = getattr(clf, "net_", None)
     module = getattr(net, "module_", None)
     if module is None or not hasattr(clf, "classes_"):

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ._model_file import _check_is_classifier
+
 __all__ = ["export_onnx"]
 
 
@@ -56,7 +58,9 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     Parameters
     ----------
     clf : SkinLesionClassifier
-        A fitted classifier.
+        A fitted classifier. A Pipeline is refused (``ModelFileError``, a ``ValueError``): the
+        graph would leave out its other steps; export ``pipeline[-1]`` when they only read
+        image files (``ImageLoader`` at the classifier's ``image_size_``).
     path : str or path-like
         Where to write the ``.onnx`` file (weights included; one file).
     opset_version : int, optional
@@ -89,6 +93,7 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     """
     import torch
 
+    _check_is_classifier(clf, "export_onnx")
     try:
         import onnx
         import onnxscript  # noqa: F401 - the torch.export-based exporter needs it
