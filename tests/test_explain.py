@@ -75,6 +75,29 @@ def test_targets_and_values(spot_model):
         explain(SkinLesionClassifier(), X)
 
 
+def test_input_checks_batch_size_one_image_and_empty(spot_model):
+    X, _, _ = spot_images(5, seed=3)
+    reference = explain(spot_model, X)
+    # Any positive batch size gives the same maps; others are refused up front.
+    np.testing.assert_allclose(explain(spot_model, X, batch_size=np.int64(2)), reference,
+                               atol=1e-6)
+    for bad in (0, -1, 1.5, True, None):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            explain(spot_model, X, batch_size=bad)
+    # One RGB image is not read as SIZE grey images 3 pixels wide.
+    with pytest.raises(ValueError, match=r"shape \(48, 48, 3\).*images\[None\]"):
+        explain(spot_model, X[0])
+    with pytest.raises(ValueError, match="one RGB image"):
+        explain(spot_model, X[0].tolist())
+    np.testing.assert_allclose(explain(spot_model, X[0][None]), reference[:1], atol=1e-6)
+    # A 3-D array is a batch of grey images, as for predict_proba.
+    grey = X[:2, :, :, 0]
+    assert explain(spot_model, grey).shape == (2, SIZE, SIZE)
+    # Empty input is refused as predict_proba refuses it.
+    with pytest.raises(ValueError, match="X is empty"):
+        explain(spot_model, X[:0])
+
+
 def test_matches_captum_layer_gradcam():
     captum_attr = pytest.importorskip("captum.attr")
     torch.manual_seed(0)

@@ -10,10 +10,14 @@ inference time only). The tests check the result against captum's ``LayerGradCam
 
 from __future__ import annotations
 
+import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from skinestimator.images import is_path_sequence
 
 __all__ = ["explain", "overlay_heatmap", "gradcam"]
 
@@ -80,18 +84,29 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     clf : SkinLesionClassifier
         A fitted classifier.
     images : array-like
-        Anything ``clf.predict_proba`` accepts: image paths or an image array.
+        A batch, read as ``clf.predict_proba`` reads it: image paths, an array of RGB images
+        ``(n, height, width, 3)``, grey images ``(n, height, width)`` or
+        ``(n, height, width, 1)``, or flattened images ``(n, features)``. A 3-D array is a
+        batch of grey images, so one RGB image ``(height, width, 3)`` is refused rather
+        than read as ``height`` grey images 3 pixels wide: pass ``image[None]``.
     target : label, array-like of labels, or None, default=None
         The class to explain: ``None`` explains each image's predicted class; one label
         explains that class for every image; an array gives one label per image.
     batch_size : int, default=32
-        Images per forward pass.
+        Images per forward pass (a positive integer).
 
     Returns
     -------
     heatmaps : ndarray of shape (n_images, height, width), dtype float32
         At ``clf.image_size_``, aligned with ``clf.to_image_array(images)``; values in [0, 1],
         1 at each image's strongest evidence.
+
+    Raises
+    ------
+    ValueError
+        If ``clf`` is not fitted, ``batch_size`` is not a positive integer, ``images`` is
+        empty (as for ``clf.predict_proba``) or one ``(height, width, 3)`` image, or
+        ``target`` names an unknown class.
 
     See Also
     --------
@@ -120,9 +135,16 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     """
     import torch
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or (
+        batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
     module = getattr(getattr(clf, "net_", None), "module_", None)
     if module is None or not hasattr(clf, "classes_"):
         raise ValueError(f"{type(clf).__name__} is not fitted: call fit before explaining")
+    _check_not_one_rgb_image(images)
+    # Empty input raises here, with the classifier's own message.
     arrays = np.asarray(clf.to_image_array(images))
     n = len(arrays)
     indices = None if target is None else _target_indices(clf.classes_, target, n)
@@ -135,10 +157,27 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
         chunk_target = None if indices is None else indices[start : start + batch_size]
         cams, _ = gradcam(module, batch, chunk_target)
         heatmaps.append(cams)
-    if not heatmaps:
-        height, width = (int(v) for v in clf.image_size_)
-        return np.zeros((0, height, width), dtype=np.float32)
     return np.concatenate(heatmaps)
+
+
+def _check_not_one_rgb_image(images) -> None:
+    """Refuse one ``(H, W, 3)`` image, which the classifier would read as H grey images."""
+    if isinstance(images, (str, bytes, os.PathLike)) or is_path_sequence(images):
+        return
+    shape = getattr(images, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(images)
+        except ValueError:  # ragged nested lists: left to the classifier's checks
+            return
+    if len(shape) == 3 and shape[-1] == 3:
+        shape = tuple(int(v) for v in shape)
+        raise ValueError(
+            f"explain got an array of shape {shape}: one RGB image? Pass a batch, "
+            f"images[None] of shape {(1, *shape)}. (A 3-D array is read as a batch of grey "
+            "images (n, height, width); for grey images 3 pixels wide add a channel axis, "
+            "images[..., None].)"
+        )
 
 
 def _target_indices(classes, target, n: int) -> np.ndarray:
