@@ -3,6 +3,7 @@
 import base64
 import io
 import re
+import warnings
 
 import matplotlib
 
@@ -14,7 +15,8 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.exceptions import UndefinedMetricWarning  # noqa: E402
+from sklearn.metrics import roc_auc_score, top_k_accuracy_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
@@ -82,12 +84,91 @@ def test_classification_metrics_agree_with_scikit_learn():
         roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
     )
     assert 0 < m["ece"] < 1 and m["accuracy"] <= m["top_2_accuracy"] <= 1
-    assert np.isnan(classification_metrics(y, proba, classes=classes, top_k=4)["top_4_accuracy"])
+    with pytest.warns(UndefinedMetricWarning, match=r"'k' \(4\) greater than or equal"):
+        assert classification_metrics(y, proba, classes=classes, top_k=4)["top_4_accuracy"] == 1.0
     table = per_class_metrics(y, proba, classes=classes)
     assert table["support"].sum() == 200
     assert list(table.index) == list(classes)
     with pytest.raises(ValueError, match="shape"):
         classification_metrics(y, proba[:, :3], classes=classes)
+
+
+def test_n_bins_must_be_a_positive_integer():
+    from sklearn.dummy import DummyClassifier
+
+    y = np.array(["a", "b", "b", "a"])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4]])
+
+    class NeverPredicts(DummyClassifier):
+        def predict_proba(self, X):
+            raise AssertionError("n_bins must be checked before predicting")
+
+    fitted = NeverPredicts().fit(np.zeros((4, 1)), y)
+    calls = [
+        (reliability_curve, (y, proba)),
+        (expected_calibration_error, (y, proba)),
+        (classification_metrics, (y, proba)),
+        (ReliabilityDisplay.from_predictions, (y, proba)),
+        (ReliabilityDisplay.from_estimator, (fitted, np.zeros((4, 1)), y)),
+    ]
+    for bad in (0, -3, 2.5, True, None):
+        for function, args in calls:
+            with pytest.raises(ValueError, match="n_bins must be a positive integer"):
+                function(*args, n_bins=bad)
+    assert reliability_curve(y, proba, n_bins=np.int64(1))[2].tolist() == [4]
+
+
+def test_top_k_at_or_above_the_number_of_classes_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.RandomState(0)
+    y = rng.choice([0, 1, 2], 60)
+    proba = rng.dirichlet(np.ones(3), 60)
+    for k in (3, 5):
+        with pytest.warns(UndefinedMetricWarning) as ours:
+            value = classification_metrics(y, proba, top_k=k)[f"top_{k}_accuracy"]
+        with pytest.warns(UndefinedMetricWarning) as theirs:
+            expected = top_k_accuracy_score(y, proba, k=k, labels=[0, 1, 2])
+        assert value == expected == 1.0
+        assert str(ours[0].message) == str(theirs[0].message)
+    # Two classes: top-1 by default, which is the accuracy (and no warning).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        binary = classification_metrics(y % 2, np.c_[proba[:, 0], 1 - proba[:, 0]])
+    assert binary["top_1_accuracy"] == binary["accuracy"]
+    assert "top_2_accuracy" not in binary
+
+    X = np.eye(3)[y] * 4 + rng.normal(0, 1, (60, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = cross_validated_report(LogisticRegression(), X, y, cv=3, top_k=5,
+                                        subgroups={"sex": np.arange(60) % 2})
+    top_k_warnings = [w for w in caught if issubclass(w.category, UndefinedMetricWarning)
+                      and "'k' (5)" in str(w.message)]
+    assert len(top_k_warnings) == 1, "one warning per report, not per fold and subgroup"
+    assert "top_k smaller than the number of classes" in str(top_k_warnings[0].message)
+    assert report.pooled_metrics["top_5_accuracy"] == 1.0
+    assert (report.fold_metrics["top_5_accuracy"] == 1.0).all()
+    assert not report.summary.isna().any().any()
+
+
+def test_subgroup_gap_names_two_different_groups_when_all_tie():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.RandomState(0)
+    y = np.repeat([0, 1, 2], 20)
+    X = np.eye(3)[y] * 10 + rng.normal(0, 0.1, (60, 3))  # every fold right everywhere
+    sex = np.where(np.arange(60) % 2, "male", "female")
+    report = cross_validated_report(LogisticRegression(), X, y, cv=3,
+                                    subgroups={"sex": sex, "site": np.arange(60) % 3},
+                                    min_subgroup_size=1)
+    for metric in ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc_ovr_macro"]:
+        gap = report.subgroup_gaps.loc[("sex", metric)]
+        assert report.subgroup_metrics["sex"][metric].tolist() == [1.0, 1.0]
+        assert (gap["best_group"], gap["worst_group"], gap["gap"]) == ("female", "male", 0.0)
+        site = report.subgroup_gaps.loc[("site", metric)]
+        assert (site["best_group"], site["worst_group"]) == ("0", "2")
+    assert "female" in str(report) and "male" in str(report)
 
 
 # ------------------------------------------------------------------- report

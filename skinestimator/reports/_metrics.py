@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -23,6 +24,29 @@ __all__ = [
     "per_class_metrics",
     "reliability_curve",
 ]
+
+
+def _check_n_bins(n_bins) -> int:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
+    return int(n_bins)
+
+
+def _resolve_top_k(top_k, n_classes: int) -> int:
+    """``top_k`` checked; ``None`` becomes 2, or 1 when there are at most two classes."""
+    if top_k is None:
+        return 2 if n_classes > 2 else 1
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+    return int(top_k)
+
+
+def _top_k_warning(top_k: int, n_classes: int) -> str:
+    """scikit-learn's message for a top-k accuracy that cannot be anything but 1."""
+    return (
+        f"'k' ({top_k}) greater than or equal to 'n_classes' ({n_classes}) will result in a "
+        "perfect score and is therefore meaningless."
+    )
 
 
 def _check_proba(y_true, y_proba, classes):
@@ -57,7 +81,7 @@ def reliability_curve(y_true, y_proba, *, classes=None, n_bins: int = 10):
     classes : array-like of shape (n_classes,), default=None
         Column labels of ``y_proba``; default ``np.unique(y_true)``.
     n_bins : int, default=10
-        Number of equal-width confidence bins on ``[0, 1]``.
+        Number of equal-width confidence bins on ``[0, 1]``; a positive integer.
 
     Returns
     -------
@@ -81,6 +105,7 @@ def reliability_curve(y_true, y_proba, *, classes=None, n_bins: int = 10):
     >>> acc[1]
     np.float64(0.75)
     """
+    n_bins = _check_n_bins(n_bins)
     y_true, y_proba, classes = _check_proba(y_true, y_proba, classes)
     confidence = y_proba.max(axis=1)
     correct = classes[y_proba.argmax(axis=1)] == y_true
@@ -148,7 +173,7 @@ def _roc_auc_per_class(y_true, y_proba, classes) -> np.ndarray:
 
 
 def classification_metrics(
-    y_true, y_proba, *, classes=None, top_k: int = 2, n_bins: int = 10
+    y_true, y_proba, *, classes=None, top_k: int | None = None, n_bins: int = 10
 ) -> dict[str, float]:
     """Scalar metrics of a probabilistic classifier on one set of predictions.
 
@@ -160,8 +185,10 @@ def classification_metrics(
         Predicted probabilities, columns in the order of ``classes``.
     classes : array-like of shape (n_classes,), default=None
         Column labels of ``y_proba``; default ``np.unique(y_true)``.
-    top_k : int, default=2
-        ``k`` of the top-k accuracy (NaN when there are at most ``k`` classes).
+    top_k : int or None, default=None
+        ``k`` of the top-k accuracy; ``None`` is 2, or 1 for two classes. With
+        ``k >= n_classes`` every prediction counts as right: the score is 1.0 with an
+        ``UndefinedMetricWarning``, as from :func:`sklearn.metrics.top_k_accuracy_score`.
     n_bins : int, default=10
         Confidence bins of the expected calibration error.
 
@@ -181,8 +208,12 @@ def classification_metrics(
     >>> m["accuracy"], m["top_2_accuracy"]
     (0.75, 1.0)
     """
+    n_bins = _check_n_bins(n_bins)
     y_true, y_proba, classes = _check_proba(y_true, y_proba, classes)
+    top_k = _resolve_top_k(top_k, len(classes))
     y_pred = classes[y_proba.argmax(axis=1)]
+    if top_k >= len(classes):
+        warnings.warn(_top_k_warning(top_k, len(classes)), UndefinedMetricWarning, stacklevel=2)
     with warnings.catch_warnings():
         # Classes missing from a small fold or subgroup make some scores
         # ill-defined; they are reported as computed (0 or NaN), not as noise.
@@ -199,11 +230,16 @@ def classification_metrics(
         metrics["roc_auc_ovr_macro"] = (
             float(np.nanmean(aucs)) if np.isfinite(aucs).any() else np.nan
         )
-        metrics[f"top_{top_k}_accuracy"] = (
-            top_k_accuracy_score(y_true, y_proba, k=top_k, labels=classes)
-            if len(classes) > top_k
-            else np.nan
-        )
+        if top_k >= len(classes):
+            # Every label is in the top k: 1.0, as scikit-learn scores it.
+            metrics[f"top_{top_k}_accuracy"] = 1.0
+        elif len(classes) == 2:
+            # Top-1 of two classes; scikit-learn's scorer wants one score column for them.
+            metrics[f"top_{top_k}_accuracy"] = metrics["accuracy"]
+        else:
+            metrics[f"top_{top_k}_accuracy"] = top_k_accuracy_score(
+                y_true, y_proba, k=top_k, labels=classes
+            )
         clipped = np.clip(y_proba, 1e-15, 1.0)
         metrics["log_loss"] = log_loss(
             y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, roc_curve
 
-from ._metrics import _check_proba, _ece_from_curve, reliability_curve
+from ._metrics import _check_n_bins, _check_proba, _ece_from_curve, reliability_curve
 
 __all__ = ["OneVsRestRocDisplay", "ReliabilityDisplay", "TrainingCurvesDisplay"]
 
@@ -307,7 +307,7 @@ class ReliabilityDisplay:
         classes : array-like of shape (n_classes,), default=None
             Column labels; default ``np.unique(y_true)``.
         n_bins : int, default=10
-            Number of equal-width confidence bins.
+            Number of equal-width confidence bins; a positive integer.
         ax : matplotlib.axes.Axes, default=None
             Axes to draw on.
         name : str, default=None
@@ -345,7 +345,7 @@ class ReliabilityDisplay:
         y : array-like of shape (n_samples,)
             True labels.
         n_bins : int, default=10
-            Number of equal-width confidence bins.
+            Number of equal-width confidence bins; a positive integer.
         ax : matplotlib.axes.Axes, default=None
             Axes to draw on.
         name : str, default=None
@@ -356,6 +356,7 @@ class ReliabilityDisplay:
         display : ReliabilityDisplay
             The plotted display.
         """
+        n_bins = _check_n_bins(n_bins)  # before predicting, which may take a while
         name = name or type(_final_step(estimator)).__name__
         return cls.from_predictions(
             y,

@@ -8,18 +8,26 @@ import io
 import math
 import numbers
 import os
+import re
 import time
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import ConfusionMatrixDisplay
 from sklearn.utils import _safe_indexing, indexable
 
 from ..model_selection._split import check_group_cv, check_groups_disjoint, fit_grouped
-from ._metrics import classification_metrics, per_class_metrics
+from ._metrics import (
+    _resolve_top_k,
+    _top_k_warning,
+    classification_metrics,
+    per_class_metrics,
+)
 from ._plot import OneVsRestRocDisplay, ReliabilityDisplay, TrainingCurvesDisplay, _final_step
 
 __all__ = ["CrossValidationReport", "cross_validated_report"]
@@ -214,6 +222,9 @@ class CrossValidationReport:
     subgroup_gaps : pandas.DataFrame
         Per subgroup column and metric: best and worst subgroup (among those
         with at least ``min_subgroup_size`` samples) and the gap between them.
+        On a tie the best is the first tied subgroup in ``subgroup_metrics``
+        order and the worst the last, so they always differ: a gap of 0 means
+        every eligible subgroup scored the same.
     histories : list
         The net's per-epoch history of each fold (``None`` entries for
         estimators without ``history_``).
@@ -255,9 +266,14 @@ class CrossValidationReport:
             self.test_fold[test] = k
 
         def metrics(mask):
-            return classification_metrics(
-                y_true[mask], y_proba[mask], classes=classes, top_k=top_k, n_bins=n_bins
-            )
+            with warnings.catch_warnings():
+                # cross_validated_report warns once, not per fold and subgroup.
+                warnings.filterwarnings(
+                    "ignore", message=re.escape(_top_k_warning(top_k, len(classes)))
+                )
+                return classification_metrics(
+                    y_true[mask], y_proba[mask], classes=classes, top_k=top_k, n_bins=n_bins
+                )
 
         rows = []
         for k, (train, test) in enumerate(folds):
@@ -299,8 +315,15 @@ class CrossValidationReport:
                 scores = eligible[metric].dropna()
                 row = {"subgroup": str(column), "metric": metric, "n_groups": float(len(scores))}
                 if len(scores) >= 2:
-                    best = scores.idxmax() if higher_is_better else scores.idxmin()
-                    worst = scores.idxmin() if higher_is_better else scores.idxmax()
+                    top, bottom = (
+                        (scores.max(), scores.min()) if higher_is_better
+                        else (scores.min(), scores.max())
+                    )
+                    # Ties: the first subgroup (in the table's order) scoring best and the
+                    # last scoring worst, so the two always differ; when all subgroups tie,
+                    # the gap is 0 between the first and the last.
+                    best = scores.index[scores == top][0]
+                    worst = scores.index[scores == bottom][-1]
                     row.update(
                         best_group=best,
                         best=scores[best],
@@ -541,7 +564,7 @@ def cross_validated_report(
     groups=None,
     cv=5,
     subgroups=None,
-    top_k: int = 2,
+    top_k: int | None = None,
     n_bins: int = 10,
     min_subgroup_size: int = 20,
     n_jobs: int | None = None,
@@ -569,8 +592,9 @@ def cross_validated_report(
         Class labels.
     groups : array-like of shape (n_samples,), default=None
         Group labels; no group is split across training and test, nor, for a
-        ``SkinLesionClassifier`` (not a Pipeline), across its training and
-        inner validation (early-stopping) part.
+        ``SkinLesionClassifier`` or a Pipeline ending in one (its last step
+        gets ``groups``), across its training and inner validation
+        (early-stopping) part.
     cv : int, cross-validation generator or iterable, default=5
         Folds; the test parts must cover every sample exactly once.
     subgroups : pandas.DataFrame or dict of str to array-like, default=None
@@ -578,8 +602,11 @@ def cross_validated_report(
         sample; metrics are computed per value. Bin numeric columns first
         (e.g. ``pandas.cut(age, [0, 30, 50, 70, 120])``). Missing values
         form the subgroup ``"missing"``.
-    top_k : int, default=2
-        ``k`` of the top-k accuracy.
+    top_k : int or None, default=None
+        ``k`` of the top-k accuracy; ``None`` is 2, or 1 for two classes.
+        With ``top_k >= n_classes`` the score is 1.0 and an
+        ``UndefinedMetricWarning`` says so once, as scikit-learn's
+        ``top_k_accuracy_score`` does.
     n_bins : int, default=10
         Confidence bins of the expected calibration error.
     min_subgroup_size : int, default=20
@@ -611,13 +638,18 @@ def cross_validated_report(
     >>> list(report.subgroup_metrics["site"].index)
     ['back', 'face']
     """
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+    _resolve_top_k(top_k, 3)  # checked before any fitting; resolved once classes are known
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
     X, y, groups = indexable(X, y, groups)
     y = np.asarray(y)
     classes = np.unique(y)
+    top_k = _resolve_top_k(top_k, len(classes))
+    if top_k >= len(classes):
+        warnings.warn(
+            _top_k_warning(top_k, len(classes)) + " Pass a top_k smaller than the number "
+            "of classes.", UndefinedMetricWarning, stacklevel=2,
+        )
     subgroup_frame = _as_subgroup_frame(subgroups, len(y))
     splitter = check_group_cv(cv, y, groups, classifier=True)
     folds = [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y, groups)]
