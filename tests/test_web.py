@@ -109,6 +109,60 @@ def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, photo
     assert ok.status_code == 200 and "id='overlay'" in ok.text
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels in a few dozen bytes (no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b""))
+
+
+def test_images_with_too_many_pixels_are_refused_before_decoding(clf, photo):
+    import warnings
+
+    from starlette.testclient import TestClient
+
+    from skinestimator.web import DEFAULT_MAX_IMAGE_PIXELS
+
+    with pytest.raises(ValueError, match="max_image_pixels must be a positive integer"):
+        create_app(clf, max_image_pixels=0)
+    small = TestClient(create_app(clf, max_image_pixels=100 * 100))
+    assert "up to 10 MB and 0.01 megapixels" in small.get("/").text
+    response = small.post("/", files={"image": ("lesion.jpg", photo.read_bytes())})
+    assert response.status_code == 413
+    assert ("&#x27;lesion.jpg&#x27; is too large: 200 × 150 pixels (0.03 megapixels); the limit "
+            "is 0.01 megapixels") in response.text
+    api = small.post("/api/predict", files={"image": ("lesion.jpg", photo.read_bytes())})
+    assert api.status_code == 413 and "too large" in api.json()["error"]
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((100, 100, 3), 120, dtype=np.uint8)).save(buffer, format="PNG")
+    ok = small.post("/", files={"image": ("exact.png", buffer.getvalue())})
+    assert ok.status_code == 200 and "id='overlay'" in ok.text
+
+    # Decompression bombs: tiny files declaring 100 MP (above Pillow's warning threshold) and
+    # 900 MP (above its hard limit) get the same clear answer, and Pillow's warning stays out
+    # of the server log.
+    assert DEFAULT_MAX_IMAGE_PIXELS == 50_000_000
+    client = TestClient(create_app(clf))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for side, shown in [(10_000, "10000 × 10000 pixels (100 megapixels)"),
+                            (30_000, "900 megapixels")]:
+            response = client.post("/api/predict",
+                                   files={"image": ("bomb.png", _png_header(side, side))})
+            assert response.status_code == 413, response.json()
+            assert response.json()["error"] == (
+                f"'bomb.png' is too large: {shown}; the limit is 50 megapixels. Please upload "
+                "a smaller photo."
+            )
+
+
 def test_an_unexpected_failure_costs_one_request_not_the_server(clf, photo, monkeypatch):
     from starlette.testclient import TestClient
 

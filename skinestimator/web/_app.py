@@ -6,20 +6,27 @@ import base64
 import html
 import io
 import ipaddress
+import numbers
 import os
+import re
 import sys
 import tempfile
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["create_app", "serve", "DEFAULT_MAX_UPLOAD_BYTES"]
+__all__ = ["create_app", "serve", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_IMAGE_PIXELS"]
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# 50 megapixels: above dermatoscope images and most phone photos (typically 12-48 MP), below
+# Pillow's decompression-bomb warning (89 MP). A small file can declare a huge image (a
+# "decompression bomb"), so the pixel count is checked from the header before decoding.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 _DISPLAY_SIZE = 320  # pixels: model inputs are often 32-224 px, too small to read on screen
 
 # File signatures of the formats the page accepts. Checking them before decoding means a
@@ -97,12 +104,42 @@ def _png(array: np.ndarray, size: int | None = None) -> bytes:
 class _Analyser:
     """Runs the classifier and Grad-CAM on one upload; one at a time (the model is shared)."""
 
-    def __init__(self, clf, top_k: int):
+    def __init__(self, clf, top_k: int, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         self.clf = clf
         self.top_k = max(1, min(int(top_k), len(clf.classes_)))
+        self.max_image_pixels = max_image_pixels
         self._lock = threading.Lock()
 
+    def _check_pixel_count(self, path: str, filename: str) -> None:
+        """Refuse an image with more pixels than allowed, reading only the file's header."""
+        from PIL import Image
+
+        limit = f"the limit is {_megapixels(self.max_image_pixels)} megapixels"
+        too_large = f"'{filename}' is too large: {{}}; {limit}. Please upload a smaller photo."
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns about images above its own bomb threshold when opening them; this
+                # check decides instead, so the warning would only clutter the server log.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    width, height = image.size
+        except Image.DecompressionBombError as exc:
+            # Above twice Pillow's threshold Image.open refuses before giving the size.
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            count = (
+                f"{_megapixels(int(found.group(1)))} megapixels" if found
+                else "more pixels than the image decoder accepts"
+            )
+            raise UploadError(too_large.format(count), 413) from exc
+        except Exception:  # noqa: BLE001 - unreadable headers are reported by the decoder
+            return
+        if width * height > self.max_image_pixels:
+            count = f"{width} × {height} pixels ({_megapixels(width * height)} megapixels)"
+            raise UploadError(too_large.format(count), 413)
+
     def __call__(self, data: bytes, filename: str) -> Analysis:
+        from PIL import Image
+
         from skinestimator.explain import explain, overlay_heatmap
         from skinestimator.images import ImageReadError
 
@@ -119,9 +156,15 @@ class _Analyser:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            # Under the lock: warnings.catch_warnings changes process-wide state.
             with self._lock:
+                self._check_pixel_count(tmp, filename)
                 try:
-                    arrays = self.clf.to_image_array([tmp])
+                    with warnings.catch_warnings():
+                        # Checked above against max_image_pixels, which may exceed Pillow's
+                        # warning threshold when the operator raised it.
+                        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                        arrays = self.clf.to_image_array([tmp])
                 except ImageReadError as exc:
                     raise UploadError(
                         f"'{filename}' looks like {suffix[1:].upper()} but could not be decoded "
@@ -151,6 +194,11 @@ class _Analyser:
             overlay_png=_png(overlay),
             explained_class=str(classes[top]),
         )
+
+
+def _megapixels(pixels: int) -> str:
+    """``50_000_000`` -> ``"50"``, ``144_000_000`` -> ``"144"``, ``2_500`` -> ``"0.0025"``."""
+    return f"{pixels / 1e6:.4g}"
 
 
 def _display_size(shape) -> tuple[int, int]:
@@ -243,7 +291,8 @@ _JS = """
 """
 
 
-def _page(summary: dict[str, Any], *, max_upload_bytes: int, analysis: Analysis | None = None,
+def _page(summary: dict[str, Any], *, max_upload_bytes: int,
+          max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, analysis: Analysis | None = None,
           error: str | None = None) -> str:
     e = html.escape
     parts = [
@@ -259,7 +308,8 @@ def _page(summary: dict[str, Any], *, max_upload_bytes: int, analysis: Analysis 
         "<strong>Drag a photo of a skin lesion here</strong><br>or choose a file:<br>",
         "<input type='file' id='file-input' name='image' "
         "accept='image/jpeg,image/png,image/webp,image/tiff,image/bmp,image/gif'>",
-        f"<br><small>{_ACCEPTED}, up to {max_upload_bytes / 1e6:.0f} MB</small></label>",
+        f"<br><small>{_ACCEPTED}, up to {max_upload_bytes / 1e6:.0f} MB and "
+        f"{_megapixels(max_image_pixels)} megapixels</small></label>",
         "<button type='submit' id='analyse-button'>Analyse</button> <span id='status'></span>",
         "</form>",
     ]
@@ -314,7 +364,13 @@ def _page(summary: dict[str, Any], *, max_upload_bytes: int, analysis: Analysis 
 # app
 
 
-def create_app(clf, *, top_k: int = 3, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
+def create_app(
+    clf,
+    *,
+    top_k: int = 3,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+):
     """Build the Starlette app of the upload page for a fitted classifier.
 
     Routes: ``GET /`` the page; ``POST /`` a form upload (field ``image``) answered with the
@@ -329,6 +385,11 @@ def create_app(clf, *, top_k: int = 3, max_upload_bytes: int = DEFAULT_MAX_UPLOA
         Number of conditions listed.
     max_upload_bytes : int, default=10 MB
         Larger uploads are refused with status 413 before being read.
+    max_image_pixels : int, default=50_000_000
+        Images with more pixels (width × height) are refused with status 413 and a message
+        saying so, judged from the file's header before any pixel is decoded: a small file can
+        declare a huge image (a decompression bomb). Pillow's own limit
+        (2 × ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels) still applies above it.
 
     Returns
     -------
@@ -351,7 +412,15 @@ def create_app(clf, *, top_k: int = 3, max_upload_bytes: int = DEFAULT_MAX_UPLOA
 
     if not hasattr(clf, "classes_"):
         raise ValueError("create_app needs a fitted classifier")
-    analyse = _Analyser(clf, top_k)
+    if (
+        isinstance(max_image_pixels, bool)
+        or not isinstance(max_image_pixels, numbers.Integral)
+        or max_image_pixels < 1
+    ):
+        raise ValueError(
+            f"max_image_pixels must be a positive integer, got {max_image_pixels!r}"
+        )
+    analyse = _Analyser(clf, top_k, int(max_image_pixels))
     summary = _model_summary(clf)
     headers = {
         "X-Content-Type-Options": "nosniff",
@@ -363,8 +432,11 @@ def create_app(clf, *, top_k: int = 3, max_upload_bytes: int = DEFAULT_MAX_UPLOA
     }
 
     def page(status: int = 200, **kwargs) -> HTMLResponse:
-        return HTMLResponse(_page(summary, max_upload_bytes=max_upload_bytes, **kwargs),
-                            status_code=status, headers=headers)
+        return HTMLResponse(
+            _page(summary, max_upload_bytes=max_upload_bytes,
+                  max_image_pixels=analyse.max_image_pixels, **kwargs),
+            status_code=status, headers=headers,
+        )
 
     async def read_upload(request) -> tuple[bytes, str]:
         length = request.headers.get("content-length")
@@ -466,6 +538,7 @@ def serve(
     port: int = 8000,
     top_k: int = 3,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     log_level: str = "warning",
 ) -> None:
     """Serve the upload page until interrupted (Ctrl+C).
@@ -480,6 +553,8 @@ def serve(
     port : int, default=8000
     top_k : int, default=3
     max_upload_bytes : int, default=10 MB
+    max_image_pixels : int, default=50_000_000
+        Images with more pixels are refused (see :func:`create_app`).
     log_level : str, default="warning"
         uvicorn's log level.
 
@@ -494,7 +569,8 @@ def serve(
         from skinestimator.deploy import load_model
 
         model = load_model(model)
-    app = create_app(model, top_k=top_k, max_upload_bytes=max_upload_bytes)
+    app = create_app(model, top_k=top_k, max_upload_bytes=max_upload_bytes,
+                     max_image_pixels=max_image_pixels)
     if not _is_loopback(host):
         print(
             f"warning: binding {host} makes the page reachable from other computers; it has "
