@@ -11,6 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from sklearn import config_context
 from sklearn.base import is_classifier
+from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -47,9 +48,10 @@ def test_search_is_a_classifier_so_cv_around_it_stratifies():
 def test_default_space_covers_classifier_and_pipeline_and_can_be_edited():
     clf = tiny_classifier()
     space = default_search_space(clf)
-    assert set(space) == {"lr", "weight_decay", "batch_size", "augment", "finetune", "image_size"}
+    # No finetune for seed_cnn: freezing random convolutions makes no sense.
+    assert set(space) == {"lr", "weight_decay", "batch_size", "augment", "image_size"}
     assert space["lr"].log and space["weight_decay"].log
-    assert 32 in space["image_size"].choices
+    assert (32, 32) in space["image_size"].choices
 
     pipe = Pipeline([("load", ImageLoader(size=(32, 32))), ("clf", clf)])
     assert set(default_search_space(pipe)) == {f"clf__{name}" for name in space}
@@ -229,8 +231,7 @@ def test_fit_grouped_reaches_the_last_step_of_a_pipeline(lesions):
     pipe = Pipeline([("scale", FunctionTransformer()), ("clf", tiny_classifier(max_epochs=1))])
     fit_grouped(pipe, X, y, groups)
     direct = tiny_classifier(max_epochs=1).fit(X, y, groups=groups)
-    np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]),
-                               atol=1e-6)
+    np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]), atol=1e-6)
 
 
 def test_fit_grouped_follows_metadata_routing(lesions):
@@ -242,8 +243,7 @@ def test_fit_grouped_follows_metadata_routing(lesions):
         pipe = fit_grouped(Pipeline([("clf", requested)]), X, y, groups)
         # Without the request a routed Pipeline must not be handed groups (it would raise).
         fit_grouped(Pipeline([("clf", tiny_classifier(max_epochs=1))]), X, y, groups)
-    np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]),
-                               atol=1e-6)
+    np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]), atol=1e-6)
 
 
 def test_pruning_needs_the_inner_validation_split(lesions):
@@ -285,3 +285,194 @@ def test_refit_false_leaves_no_estimator(lesions):
     assert not hasattr(search, "best_estimator_")
     with pytest.raises(AttributeError, match="refit"):
         search.predict(X)
+
+
+def test_default_space_keeps_the_aspect_ratio_and_skips_finetune_without_pretraining():
+    clf = base_tiny_classifier(backbone="efficientnet_lite0", image_size=(150, 200))
+    space = default_search_space(clf)
+    sizes = space["image_size"].choices
+    assert (150, 200) in sizes  # the classifier's own size
+    assert all(abs(h / w - 0.75) < 0.02 for h, w in sizes)
+    assert all(h % 8 == 0 and w % 8 == 0 for h, w in sizes if (h, w) != (150, 200))
+    assert "finetune" in space
+    assert "finetune" not in default_search_space(base_tiny_classifier())  # seed_cnn
+    assert "finetune" not in default_search_space(base_tiny_classifier(backbone=lambda n: None))
+    assert "finetune" not in default_search_space(
+        Pipeline([("clf", base_tiny_classifier(backbone="resnet18", pretrained=False))])
+    )
+    assert "clf__finetune" in default_search_space(
+        Pipeline([("clf", base_tiny_classifier(backbone="resnet18"))])
+    )
+
+
+def _lr_trials(search):
+    return [t.params["lr"] for t in search.study_.trials]
+
+
+def test_resumed_study_samples_new_parameters_but_fresh_search_is_reproducible(lesions):
+    X, y = lesions
+
+    def search(storage, **params):
+        return OptunaLesionSearchCV(
+            tiny_classifier(max_epochs=1),
+            LR_ONLY,
+            default_space=False,
+            n_trials=2,
+            cv=2,
+            refit=False,
+            storage=storage,
+            study_name="resume",
+            pruner=optuna.pruners.NopPruner(),
+            random_state=0,
+            **params,
+        ).fit(X, y)
+
+    storage = optuna.storages.InMemoryStorage()
+    first = _lr_trials(search(storage))
+    resumed = _lr_trials(search(storage))
+    assert resumed[:2] == first
+    # Rebuilding TPESampler(seed=0) would draw the same two start-up values again.
+    assert not set(resumed[2:]) & set(first)
+    # A fresh study with the same random_state gives the same trials, resumed ones too.
+    other = optuna.storages.InMemoryStorage()
+    assert _lr_trials(search(other)) == first
+    assert _lr_trials(search(other)) == resumed
+
+
+def test_resuming_with_other_cv_or_scoring_is_refused(lesions):
+    X, y = lesions
+    storage = optuna.storages.InMemoryStorage()
+
+    def search(**params):
+        return OptunaLesionSearchCV(
+            tiny_classifier(max_epochs=1),
+            LR_ONLY,
+            **{
+                "default_space": False,
+                "n_trials": 1,
+                "cv": 2,
+                "refit": False,
+                "storage": storage,
+                "study_name": "settings",
+                "pruner": optuna.pruners.NopPruner(),
+                "random_state": 0,
+                **params,
+            },
+        )
+
+    search().fit(X, y)
+    with pytest.raises(ValueError, match=r"n_splits=2 there, 3 here.*another study_name"):
+        search(cv=3).fit(X, y)
+    with pytest.raises(ValueError, match="scoring='balanced_accuracy' there, 'accuracy' here"):
+        search(scoring="accuracy").fit(X, y)
+    with pytest.raises(ValueError, match="n_samples=60 there, 45 here"):
+        search().fit(X[:45], y[:45])
+    # Nothing was mixed in; the same settings resume, another study_name starts afresh.
+    assert len(search().fit(X, y).study_.trials) == 2
+    fresh = search(cv=3, study_name="settings-3fold").fit(X, y)
+    assert fresh.n_splits_ == 3 and len(fresh.study_.trials) == 1
+
+
+def test_a_failing_trial_is_marked_failed_and_the_search_goes_on(lesions):
+    X, y = lesions
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="fail", direction="maximize")
+    study.enqueue_trial({"batch_size": "a"})
+    study.enqueue_trial({"batch_size": 16})
+    search = OptunaLesionSearchCV(
+        tiny_classifier(max_epochs=1),
+        {"batch_size": [16, "a"]},
+        default_space=False,
+        n_trials=2,
+        cv=2,
+        storage=storage,
+        study_name="fail",
+        pruner=optuna.pruners.NopPruner(),
+    )
+    with pytest.warns(FitFailedWarning, match=r"'batch_size': 'a'.*error_score=nan.*batch_size"):
+        search.fit(X, y)
+    assert list(search.cv_results_["state"]) == ["FAIL", "COMPLETE"]
+    assert np.isnan(search.cv_results_["mean_test_score"][0])
+    assert "batch_size" in search.study_.trials[0].user_attrs["error"]
+    assert search.best_params_ == {"batch_size": 16}
+    assert search.predict(X[:2]).shape == (2,)
+
+    # A number completes the trial with that score.
+    optuna.create_study(
+        storage=storage, study_name="fail-number", direction="maximize"
+    ).enqueue_trial({"batch_size": "a"})
+    search.set_params(error_score=-1.0, n_trials=1, study_name="fail-number", refit=False)
+    with pytest.warns(FitFailedWarning):
+        search.fit(X, y)
+    assert search.cv_results_["mean_test_score"][0] == -1.0
+    assert search.cv_results_["state"][0] == "COMPLETE"
+
+
+def test_error_score_raise_and_all_trials_failing(lesions):
+    X, y = lesions
+    params = dict(default_space=False, n_trials=2, cv=2, pruner=optuna.pruners.NopPruner())
+    clf = tiny_classifier(max_epochs=1)
+    search = OptunaLesionSearchCV(clf, {"batch_size": ["a"]}, error_score="raise", **params)
+    with pytest.raises(ValueError, match="batch_size"):
+        search.fit(X, y)
+    search = OptunaLesionSearchCV(clf, {"batch_size": ["a"]}, **params)
+    with pytest.warns(FitFailedWarning):
+        with pytest.raises(ValueError, match=r"(?s)No trial completed: 2 trial\(s\).*batch_size"):
+            search.fit(X, y)
+    with pytest.raises(ValueError, match="error_score"):
+        OptunaLesionSearchCV(clf, {"batch_size": [16]}, error_score="nan", **params).fit(X, y)
+
+
+def test_tuple_choices_come_back_as_tuples_without_warnings(lesions, tmp_path):
+    X, y = lesions
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search = OptunaLesionSearchCV(
+            tiny_classifier(max_epochs=1),
+            {"image_size": [(24, 24), (32, 32)], "lr": [1e-2]},
+            default_space=False,
+            n_trials=2,
+            cv=2,
+            storage=str(tmp_path / "tuples.db"),
+            pruner=optuna.pruners.NopPruner(),
+            random_state=0,
+        ).fit(X, y)
+    assert search.best_params_["image_size"] in ((24, 24), (32, 32))
+    assert type(search.best_params_["image_size"]) is tuple
+    results = search.cv_results_
+    assert results["param_image_size"].shape == (2,)
+    assert list(results["param_image_size"]) == [p["image_size"] for p in results["params"]]
+    assert all(type(v) is tuple for v in results["param_image_size"])
+    assert search.best_estimator_.image_size_ == search.best_params_["image_size"]
+    # The study stores readable labels.
+    assert {t.params["image_size"] for t in search.study_.trials} <= {"(24, 24)", "(32, 32)"}
+
+
+def test_a_pipeline_in_the_search_gets_groups_and_the_docstrings_say_so(lesions):
+    from skinestimator import SkinLesionClassifier
+    from skinestimator.reports import cross_validated_report
+
+    seen = []
+
+    class SpyClassifier(SkinLesionClassifier):
+        def fit(self, X, y, groups=None):
+            seen.append(groups)
+            return super().fit(X, y, groups=groups)
+
+    X, y = lesions
+    groups = np.arange(len(y)) // 3
+    spy = SpyClassifier(**tiny_classifier(max_epochs=1).get_params())
+    OptunaLesionSearchCV(
+        Pipeline([("clf", spy)]),
+        {"clf__lr": [1e-2]},
+        default_space=False,
+        n_trials=1,
+        cv=2,
+        pruner=optuna.pruners.NopPruner(),
+    ).fit(X, y, groups=groups)
+    assert len(seen) == 3 and all(g is not None for g in seen)  # 2 folds + refit
+    for doc in (OptunaLesionSearchCV.fit.__doc__, cross_validated_report.__doc__):
+        assert "not a Pipeline" not in doc
+        assert "Pipeline ending in one" in doc

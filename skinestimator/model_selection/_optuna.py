@@ -19,13 +19,14 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from optuna_integration import SkorchPruningCallback
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils import _safe_indexing, check_random_state, indexable
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, get_tags
 
-from ._space import merge_search_space, suggest_params, to_estimator_params
+from ._space import decode_params, merge_search_space, suggest_params, to_estimator_params
 from ._split import check_group_cv, check_groups_disjoint, fit_grouped
 
 __all__ = ["OptunaLesionSearchCV"]
@@ -33,6 +34,9 @@ __all__ = ["OptunaLesionSearchCV"]
 #: Study name used with a persistent ``storage`` when none is given, so that a
 #: second process finds and resumes the first one's study.
 DEFAULT_STUDY_NAME = "skinestimator-search"
+
+#: Study user attribute holding the settings that make trial scores comparable.
+SETTINGS_ATTR = "skinestimator_search_settings"
 
 
 class _FoldPruningCallback(SkorchPruningCallback):
@@ -105,6 +109,41 @@ def _epoch_stride(estimator, space) -> int:
     return int(estimator.get_params()[key])
 
 
+def _sampler_seed(random_state, n_existing: int) -> int | None:
+    """Seed of the default sampler for a study that already holds ``n_existing`` trials.
+
+    A fresh study is seeded with ``random_state`` itself, so a new search is
+    reproducible. A resumed one mixes in the number of trials already there:
+    rebuilding ``TPESampler(seed=random_state)`` would draw the same random
+    start-up parameters again and repeat the earlier trials.
+    """
+    if random_state is None:
+        return None
+    if not isinstance(random_state, Integral):
+        random_state = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    if n_existing == 0:
+        return int(random_state)
+    return int(np.random.SeedSequence([int(random_state), n_existing]).generate_state(1)[0])
+
+
+def _describe_scoring(scoring) -> str | None:
+    """A description of ``scoring`` that is the same in another process, or None if unknown."""
+    if scoring is None or isinstance(scoring, str):
+        return scoring
+    name = getattr(scoring, "__qualname__", None)
+    text = f"{getattr(scoring, '__module__', '')}.{name}" if name else repr(scoring)
+    # A repr with a memory address differs between processes: not comparable.
+    return None if " at 0x" in text else text
+
+
+def _object_array(values) -> np.ndarray:
+    """1-D object array, also of tuples (``np.array`` would make them a 2-D array)."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
 def _param_key(estimator, name: str) -> str | None:
     """Name of the final step's parameter ``name`` (``"clf__name"`` in a Pipeline)."""
     params = estimator.get_params(deep=True)
@@ -137,7 +176,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         Parameter name to an Optuna distribution (or a list of choices). With
         ``default_space=True`` the entries override or extend
         :func:`default_search_space`; an entry set to ``None`` removes a default
-        one. Pipeline parameters use ``step__name``.
+        one. Pipeline parameters use ``step__name``. Choices may be any objects
+        (e.g. ``"image_size": [(96, 128), (192, 256)]``): those Optuna cannot
+        store are suggested by their ``repr`` and mapped back.
     default_space : bool, default=True
         Whether to start from :func:`default_search_space` (learning rate,
         weight decay, batch size, augmentation, fine-tuned depth, image size).
@@ -152,6 +193,15 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         passed to ``fit``.
     scoring : str or callable, default="balanced_accuracy"
         Scorer for the CV test parts (higher is better); also used by ``score``.
+    error_score : "raise" or float, default=np.nan
+        Score of a trial whose fit or scoring raises an error, as in
+        :class:`~sklearn.model_selection.GridSearchCV`. With ``np.nan`` the
+        trial is marked ``FAIL`` in the study; with a number it completes with
+        that score for the failing fold and the folds after it (which are not
+        fitted). Either way a :class:`~sklearn.exceptions.FitFailedWarning`
+        names the parameters and the error (also kept as the trial's ``error``
+        user attribute) and the search goes on; if no trial completes, ``fit``
+        raises ``ValueError``. ``"raise"`` re-raises the error at once.
     refit : bool, default=True
         Refit the best hyperparameters on all of ``X`` as ``best_estimator_``.
     storage : None, str or optuna.storages.BaseStorage, default=None
@@ -159,12 +209,15 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         as ``"sqlite:///search.db"`` or ``"postgresql://user@host/db"`` persists
         it: a later ``fit`` (in any process, on any machine that reaches the
         database) with the same ``study_name`` resumes it. A plain file path is
-        taken as a SQLite file.
+        taken as a SQLite file. The study records the number of CV splits, the
+        scoring and the number of samples; resuming it with other values raises
+        ``ValueError``, because their scores would not be comparable.
     study_name : str or None, default=None
         Name of the study in ``storage``; ``None`` means
         ``"skinestimator-search"`` for persistent storage.
     sampler : optuna.samplers.BaseSampler or None, default=None
-        ``None`` uses ``TPESampler(seed=random_state)``.
+        ``None`` uses a ``TPESampler`` seeded from ``random_state`` and the
+        number of trials already in the study (see ``random_state``).
     pruner : optuna.pruners.BasePruner or None, default=None
         ``None`` uses ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``;
         pass ``optuna.pruners.NopPruner()`` to never prune.
@@ -178,7 +231,16 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         ``0`` is silent, ``1`` shows a progress bar over trials, ``2`` also
         logs each finished trial.
     random_state : int or None, default=None
-        Seeds the default sampler.
+        Seeds the default sampler: with ``seed=random_state`` for a new study,
+        so a fresh search (``n_jobs=1``) samples the same parameters each time;
+        when resuming a study that holds ``n`` trials, with a seed derived from
+        ``(random_state, n)``, so the resumed run draws new parameters instead
+        of repeating the first run's (and is reproducible given ``n``). Trials
+        run in parallel (``n_jobs > 1``, or several workers on one storage)
+        finish in no fixed order, so their parameters are not reproducible;
+        and workers that start at the same moment see the same ``n``: give
+        each concurrent worker its own ``random_state`` (e.g. its index) or
+        ``None``, or they sample the same start-up parameters.
 
     Attributes
     ----------
@@ -187,8 +249,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
     best_trial_ : optuna.trial.FrozenTrial
         The best completed trial.
     best_params_ : dict
-        Hyperparameters of the best trial, ready for ``set_params`` (square
-        ``image_size`` ints become ``(size, size)``).
+        Hyperparameters of the best trial, ready for ``set_params``: the
+        original choice objects (e.g. ``image_size`` tuples; int
+        ``image_size`` choices become ``(size, size)``).
     best_score_ : float
         Mean cross-validated score of the best trial.
     best_index_ : int
@@ -198,7 +261,8 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
     cv_results_ : dict of numpy arrays
         One row per finished trial (also those of earlier runs): ``number``,
         ``state`` (``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``), ``worker``,
-        ``params``, ``param_<name>``, ``split<k>_test_score``,
+        ``params``, ``param_<name>`` (the values handed to ``set_params``, as
+        in ``params``), ``split<k>_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
         ``mean_fit_time``, ``std_fit_time``, ``mean_score_time`` and
         ``duration``. Load it with ``pandas.DataFrame(search.cv_results_)``.
@@ -252,6 +316,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         timeout: float | None = None,
         cv=3,
         scoring="balanced_accuracy",
+        error_score: str | float = np.nan,
         refit: bool = True,
         storage: str | BaseStorage | None = None,
         study_name: str | None = None,
@@ -269,6 +334,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.timeout = timeout
         self.cv = cv
         self.scoring = scoring
+        self.error_score = error_score
         self.refit = refit
         self.storage = storage
         self.study_name = study_name
@@ -305,6 +371,13 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"n_jobs must be a positive integer or -1, got {self.n_jobs!r}.")
         if not isinstance(self.verbose, Integral) or self.verbose < 0:
             raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}.")
+        if not (
+            (isinstance(self.error_score, str) and self.error_score == "raise")
+            or (isinstance(self.error_score, Real) and not isinstance(self.error_score, bool))
+        ):
+            raise ValueError(
+                f"error_score must be 'raise' or a number (e.g. np.nan), got {self.error_score!r}."
+            )
         if not isinstance(self.pruning_monitor, str):
             raise TypeError(f"pruning_monitor must be a str, got {self.pruning_monitor!r}.")
         if self.storage is not None and not isinstance(self.storage, str | BaseStorage):
@@ -322,6 +395,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _create_study(self) -> optuna.study.Study:
         sampler = self.sampler
         if sampler is None:
+            # Re-seeded below, once the number of trials in the study is known.
             sampler = optuna.samplers.TPESampler(seed=self.random_state)
         pruner = self.pruner
         if pruner is None:
@@ -343,7 +417,37 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
                 f"Study {study.study_name!r} in this storage minimizes; the search maximizes "
                 "its score. Use another study_name."
             )
+        if self.sampler is None:
+            n_existing = len(study.get_trials(deepcopy=False))
+            study.sampler = optuna.samplers.TPESampler(
+                seed=_sampler_seed(self.random_state, n_existing)
+            )
         return study
+
+    def _check_study_settings(self, study: optuna.study.Study, settings: dict) -> None:
+        """Record ``settings`` in a new study; refuse a resumed one run with other settings."""
+        stored = study.user_attrs.get(SETTINGS_ATTR)
+        if stored is not None and study.get_trials(deepcopy=False):
+            differ = [
+                f"{key}={stored[key]!r} there, {value!r} here"
+                for key, value in settings.items()
+                if key in stored
+                and stored[key] is not None
+                and value is not None
+                and stored[key] != value
+            ]
+            if differ:
+                raise ValueError(
+                    f"Study {study.study_name!r} in this storage was run with other settings "
+                    f"({'; '.join(differ)}); its trials' scores are not comparable with this "
+                    "search's. To start a new study pass another study_name (or storage), or "
+                    f"delete it with optuna.delete_study(study_name={study.study_name!r}, "
+                    "storage=...); to resume it, use its settings."
+                )
+            if all(key in stored for key in settings):
+                return
+            settings = {**settings, **{k: v for k, v in stored.items() if v is not None}}
+        study.set_user_attr(SETTINGS_ATTR, settings)
 
     def _pruning_key(self) -> str | None:
         """The estimator's ``callbacks`` parameter, or None when pruning is off."""
@@ -379,8 +483,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             Group labels (e.g. ``lesion_id``): no group is split between the
             training and test part of a fold, nor between the classifier's
             training and inner validation part (the per-epoch score that
-            pruning and early stopping use) when it is a
-            ``SkinLesionClassifier`` (not a Pipeline).
+            pruning and early stopping use). The latter holds for a
+            ``SkinLesionClassifier`` and for a Pipeline ending in one, whose
+            last step gets ``groups`` (see :func:`fit_grouped`).
 
         Returns
         -------
@@ -397,37 +502,63 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         pruning_key = self._pruning_key()
         stride = _epoch_stride(self.estimator, space)
         worker = f"{socket.gethostname()}:{os.getpid()}"
+        settings = {
+            "n_splits": len(splits),
+            "scoring": _describe_scoring(self.scoring),
+            "n_samples": len(y),
+        }
+        failures: list[str] = []  # errors of this fit's failed trials
 
         def objective(trial: optuna.trial.Trial) -> float:
             params = to_estimator_params(suggest_params(trial, space))
             trial.set_user_attr("worker", worker)
             scores, fit_times, score_times = [], [], []
             for fold, (train, test) in enumerate(splits):
-                est = clone(self.estimator).set_params(**params)
-                if pruning_key is not None:
-                    existing = list(est.get_params()[pruning_key] or [])
-                    cb = _FoldPruningCallback(trial, self.pruning_monitor, fold=fold, stride=stride)
-                    est.set_params(**{pruning_key: [*existing, ("optuna_pruning", cb)]})
-                start = time.perf_counter()
-                fit_grouped(
-                    est,
-                    _safe_indexing(X, train),
-                    _safe_indexing(y, train),
-                    None if groups is None else _safe_indexing(groups, train),
-                )
-                fit_times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                scores.append(float(scorer(est, _safe_indexing(X, test), _safe_indexing(y, test))))
-                score_times.append(time.perf_counter() - start)
+                try:
+                    est = clone(self.estimator).set_params(**params)
+                    if pruning_key is not None:
+                        existing = list(est.get_params()[pruning_key] or [])
+                        cb = _FoldPruningCallback(
+                            trial, self.pruning_monitor, fold=fold, stride=stride
+                        )
+                        est.set_params(**{pruning_key: [*existing, ("optuna_pruning", cb)]})
+                    start = time.perf_counter()
+                    fit_grouped(
+                        est,
+                        _safe_indexing(X, train),
+                        _safe_indexing(y, train),
+                        None if groups is None else _safe_indexing(groups, train),
+                    )
+                    fit_time = time.perf_counter() - start
+                    start = time.perf_counter()
+                    score = float(scorer(est, _safe_indexing(X, test), _safe_indexing(y, test)))
+                    score_time = time.perf_counter() - start
+                except optuna.TrialPruned:
+                    raise
+                except Exception as exc:
+                    if isinstance(self.error_score, str):  # "raise"
+                        raise
+                    return self._failed_trial(
+                        trial, fold, params, exc, scores, len(splits), failures
+                    )
+                fit_times.append(fit_time)
+                scores.append(score)
+                score_times.append(score_time)
                 # Stored per fold so that a resumed study still has full rows.
                 trial.set_user_attr("split_test_scores", scores)
                 trial.set_user_attr("fit_times", fit_times)
                 trial.set_user_attr("score_times", score_times)
             return float(np.mean(scores))
 
-        level = optuna.logging.INFO if self.verbose >= 2 else optuna.logging.WARNING
+        if self.verbose >= 2:
+            level = optuna.logging.INFO
+        elif self.verbose == 1:
+            level = optuna.logging.WARNING
+        else:  # silent; failed trials still give a FitFailedWarning
+            level = optuna.logging.ERROR
         with _optuna_verbosity(level):
             study = self._create_study()
+            self._check_study_settings(study, settings)
             study.optimize(
                 objective,
                 n_trials=self.n_trials,
@@ -441,16 +572,23 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.search_space_ = space
         self.scorer_ = scorer
         self.n_splits_ = len(splits)
-        self.cv_results_ = self._make_cv_results(study)
+        self.cv_results_ = self._make_cv_results(study, space)
         self.n_trials_ = len(self.cv_results_["number"])
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        if not completed and failures:
+            distinct = list(dict.fromkeys(failures))
+            raise ValueError(
+                f"No trial completed: {len(failures)} trial(s) of this search failed to fit or "
+                f"score ({len(distinct)} distinct error(s); see the trials' 'error' user "
+                "attribute in search.study_):\n" + "\n".join(distinct[:5])
+            )
         if not completed:
             raise RuntimeError(
                 "No trial completed (all were pruned or failed); see search.study_.trials. "
                 "Try more trials or a more patient pruner."
             )
         self.best_trial_ = study.best_trial
-        self.best_params_ = to_estimator_params(self.best_trial_.params)
+        self.best_params_ = to_estimator_params(decode_params(self.best_trial_.params, space))
         self.best_score_ = float(self.best_trial_.value)
         self.best_index_ = int(
             np.flatnonzero(self.cv_results_["number"] == self.best_trial_.number)[0]
@@ -462,22 +600,42 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             self.refit_time_ = time.perf_counter() - start
         return self
 
+    def _failed_trial(self, trial, fold, params, exc, scores, n_splits, failures) -> float:
+        """Record a trial whose fit or scoring on ``fold`` raised; return its value.
+
+        The failing fold and the (unfitted) folds after it score ``error_score``;
+        ``np.nan`` makes Optuna mark the trial ``FAIL``.
+        """
+        error = f"{type(exc).__name__}: {exc}"
+        failures.append(error)
+        trial.set_user_attr("error", error)
+        scores = [*scores, *[float(self.error_score)] * (n_splits - len(scores))]
+        trial.set_user_attr("split_test_scores", scores)
+        warnings.warn(
+            f"Trial {trial.number} failed to fit or score on CV fold {fold} with parameters "
+            f"{params}; its score is set to error_score={self.error_score!r} and the search "
+            f"goes on. The error: {error}",
+            FitFailedWarning,
+            stacklevel=2,
+        )
+        return float(np.mean(scores))
+
     @staticmethod
-    def _make_cv_results(study: optuna.study.Study) -> dict[str, np.ndarray]:
+    def _make_cv_results(study: optuna.study.Study, space=None) -> dict[str, np.ndarray]:
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         trials = [t for t in study.trials if t.state in finished]
         n_splits = max((len(t.user_attrs.get("split_test_scores", [])) for t in trials), default=0)
+        params = [to_estimator_params(decode_params(t.params, space or {})) for t in trials]
         results: dict[str, Any] = {
             "number": np.array([t.number for t in trials], dtype=int),
             "state": np.array([t.state.name for t in trials], dtype=object),
             "worker": np.array([t.user_attrs.get("worker", "") for t in trials], dtype=object),
-            "params": [to_estimator_params(t.params) for t in trials],
+            "params": params,
         }
-        names = sorted({name for t in trials for name in t.params})
+        names = sorted({name for p in params for name in p})
         for name in names:
-            results[f"param_{name}"] = np.array(
-                [t.params.get(name, np.nan) for t in trials], dtype=object
-            )
+            # The values handed to set_params, as in "params" (tuples stay tuples).
+            results[f"param_{name}"] = _object_array([p.get(name, np.nan) for p in params])
         # Pruned trials have no test score: NaN, so they rank last.
         scores = np.full((len(trials), n_splits), np.nan)
         for i, t in enumerate(trials):

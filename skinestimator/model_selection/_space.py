@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,18 +29,69 @@ def _final_estimator(estimator):
     return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
 
 
-def _image_size_choices(image_size) -> list[int]:
-    """Square edge lengths around the classifier's own size, cheapest first.
+def _categorical(choices) -> CategoricalDistribution:
+    """``CategoricalDistribution(choices)`` without Optuna's warning about non-scalar choices.
+
+    :func:`suggest_params` never hands such choices to Optuna (it suggests their ``repr``
+    and maps it back), so the warning about persistent storage does not apply.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Choices for a categorical distribution")
+        return CategoricalDistribution(list(choices))
+
+
+def _is_scalar_choice(choice) -> bool:
+    """Whether Optuna stores ``choice`` as it is (and gives back the same object type)."""
+    return choice is None or isinstance(choice, bool | int | float | str)
+
+
+def _choice_labels(dist: CategoricalDistribution) -> dict[str, Any] | None:
+    """Label to choice for a categorical with non-scalar choices (tuples, ...), else None.
+
+    Optuna stores categorical values as JSON scalars: a tuple comes back from SQLite as a
+    list and makes Optuna warn. Such a parameter is therefore suggested by the ``repr`` of
+    its choices (readable in the study and its dashboards) and mapped back here.
+    """
+    if all(_is_scalar_choice(c) for c in dist.choices):
+        return None
+    labels = [repr(c) for c in dist.choices]
+    if len(set(labels)) < len(labels):
+        labels = [f"#{i}: {label}" for i, label in enumerate(labels)]
+    return dict(zip(labels, dist.choices, strict=True))
+
+
+def _image_size_choices(image_size) -> list[tuple[int, int]]:
+    """``(height, width)`` sizes around the classifier's own, same aspect ratio, cheapest first.
 
     Smaller images train quadratically faster, so the space mostly asks whether a
     smaller input is good enough; one larger size checks whether detail is lost.
+    The classifier's own size is kept exactly; the others are scaled by 0.75 and 1.25.
     """
     if image_size is None:
-        return [128, 160, 224]
-    edge = int(max(image_size)) if isinstance(image_size, Sequence) else int(image_size)
-    # Multiples of 8 keep the stride-2 stages of CNN backbones aligned.
-    sizes = {max(16, int(round(edge * f / 8)) * 8) for f in (0.75, 1.0, 1.25)}
-    return sorted(sizes)
+        return [(128, 128), (160, 160), (224, 224)]
+    if isinstance(image_size, Sequence):
+        height, width = (int(v) for v in image_size)
+    else:
+        height = width = int(image_size)
+
+    def scaled(edge: int, factor: float) -> int:
+        # Multiples of 8 keep the stride-2 stages of CNN backbones aligned.
+        return max(16, int(round(edge * factor / 8)) * 8)
+
+    sizes = {(height, width)}
+    sizes |= {(scaled(height, f), scaled(width, f)) for f in (0.75, 1.25)}
+    return sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+
+
+def _searches_finetune(params: Mapping[str, Any]) -> bool:
+    """Only a pretrained named backbone has features worth freezing: not ``seed_cnn``,
+    not a callable, not ``pretrained=False`` (frozen random convolutions learn nothing)."""
+    backbone = params.get("backbone")
+    return (
+        isinstance(backbone, str)
+        and backbone != "seed_cnn"
+        and params.get("pretrained", True) is not False
+    )
 
 
 def default_search_space(estimator) -> dict[str, BaseDistribution]:
@@ -48,9 +100,11 @@ def default_search_space(estimator) -> dict[str, BaseDistribution]:
     The space covers the hyperparameters that matter most when fine-tuning a
     CNN on a few thousand dermoscopy images: learning rate and weight decay
     (log-uniform), batch size, augmentation strength, how much of the backbone
-    is trained, and the (square) input size around the classifier's own.
-    For a :class:`~sklearn.pipeline.Pipeline` the names are prefixed with the
-    last step's name (``"clf__lr"``).
+    is trained (only for a pretrained named backbone: ``"seed_cnn"``, a callable
+    backbone or ``pretrained=False`` have no useful features to freeze), and the
+    input size: the classifier's own ``(height, width)`` and that size scaled by
+    0.75 and 1.25, keeping the aspect ratio. For a :class:`~sklearn.pipeline.Pipeline`
+    the names are prefixed with the last step's name (``"clf__lr"``).
 
     Parameters
     ----------
@@ -70,7 +124,11 @@ def default_search_space(estimator) -> dict[str, BaseDistribution]:
     >>> sorted(space)
     ['augment', 'batch_size', 'finetune', 'image_size', 'lr', 'weight_decay']
     >>> space["image_size"].choices
-    (24, 32, 40)
+    ((24, 24), (32, 32), (40, 40))
+    >>> default_search_space(SkinLesionClassifier(image_size=(150, 200)))["image_size"].choices
+    ((112, 152), (150, 200), (184, 248))
+    >>> "finetune" in default_search_space(SkinLesionClassifier(backbone="seed_cnn"))
+    False
     """
     prefix = _classifier_prefix(estimator)
     params = _final_estimator(estimator).get_params(deep=False)
@@ -81,8 +139,10 @@ def default_search_space(estimator) -> dict[str, BaseDistribution]:
         "augment": FloatDistribution(0.0, 1.0),
         # "head" trains only the classifier head, an int the last n backbone blocks.
         "finetune": CategoricalDistribution(["head", 1, 2, "all"]),
-        "image_size": CategoricalDistribution(_image_size_choices(params.get("image_size"))),
+        "image_size": _categorical(_image_size_choices(params.get("image_size"))),
     }
+    if not _searches_finetune(params):
+        del candidates["finetune"]
     return {prefix + name: dist for name, dist in candidates.items() if name in params}
 
 
@@ -91,7 +151,7 @@ def _as_distribution(name: str, value: Any) -> BaseDistribution:
         return value
     if isinstance(value, Sequence) and not isinstance(value, str):
         # A plain list of choices, as scikit-learn's searches accept.
-        return CategoricalDistribution(list(value))
+        return _categorical(value)
     raise TypeError(
         f"param_distributions[{name!r}] must be an optuna distribution or a list of choices, "
         f"got {value!r}."
@@ -130,6 +190,11 @@ def suggest_params(trial, space: Mapping[str, BaseDistribution]) -> dict[str, An
     space : dict of str to optuna.distributions.BaseDistribution
         The search space.
 
+    Categorical choices that Optuna cannot store as they are (tuples such as
+    ``(224, 224)``, lists, objects) are suggested by their ``repr``, so
+    ``trial.params`` holds that string, and mapped back: the returned value is
+    the original choice.
+
     Returns
     -------
     params : dict
@@ -158,17 +223,35 @@ def suggest_params(trial, space: Mapping[str, BaseDistribution]) -> dict[str, An
                 name, dist.low, dist.high, log=dist.log, step=dist.step
             )
         elif isinstance(dist, CategoricalDistribution):
-            params[name] = trial.suggest_categorical(name, dist.choices)
+            labels = _choice_labels(dist)
+            if labels is None:
+                params[name] = trial.suggest_categorical(name, dist.choices)
+            else:
+                params[name] = labels[trial.suggest_categorical(name, list(labels))]
         else:
             raise TypeError(f"Unsupported distribution for {name!r}: {dist!r}")
     return params
 
 
+def decode_params(params: Mapping[str, Any], space: Mapping[str, BaseDistribution]) -> dict:
+    """Map a trial's stored values back to the choices of ``space`` (see :func:`suggest_params`).
+
+    Values that ``space`` does not know (e.g. of an earlier run's other space) are kept.
+    """
+    out = dict(params)
+    for name, value in params.items():
+        dist = space.get(name)
+        labels = _choice_labels(dist) if isinstance(dist, CategoricalDistribution) else None
+        if labels is not None and isinstance(value, str) and value in labels:
+            out[name] = labels[value]
+    return out
+
+
 def to_estimator_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Turn sampled values into ``set_params`` values.
 
-    Optuna's categorical choices must be scalars, so the space holds square
-    image sizes as ints; the classifier takes ``image_size=(height, width)``.
+    A square image size given as an int choice (``"image_size": [128, 160]``)
+    becomes the ``(height, width)`` pair; other values are kept.
 
     Parameters
     ----------
