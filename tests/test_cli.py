@@ -198,6 +198,24 @@ def test_serve_on_a_busy_port_is_one_clear_line(model, capsys):
     assert_one_line_error(code, err, 2, f"127.0.0.1:{port}", "--port")
 
 
+def test_serve_passes_its_limits_to_the_web_app(model, capsys, monkeypatch):
+    import skinestimator.web
+
+    received = {}
+    # The server itself runs until Ctrl+C; tests/test_web.py drives the app it serves.
+    monkeypatch.setattr(skinestimator.web, "serve", lambda clf, **kw: received.update(kw))
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    code, _, _ = run(capsys, "serve", model, "--port", port, "--max-megapixels", "2.5",
+                     "--max-upload-mb", "1")
+    assert code == 0
+    assert received["max_image_pixels"] == 2_500_000
+    assert received["max_upload_bytes"] == 1024 * 1024
+
+
 def test_unreadable_image_while_training(tmp_path, capsys):
     root = tmp_path / "data"
     X, y = make_synthetic_lesions(n_samples=8, image_size=(16, 16), n_classes=2,

@@ -660,7 +660,8 @@ def cmd_serve(args) -> int:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                        "choose another --port or --host", EXIT_USAGE) from exc
     serve(clf, host=args.host, port=args.port, top_k=args.top_k,
-          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+          max_image_pixels=int(args.max_megapixels * 1_000_000))
     return EXIT_OK
 
 
@@ -945,6 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many of the most probable classes the page shows")
     p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, metavar="MB",
                    help="largest accepted upload in megabytes")
+    p.add_argument("--max-megapixels", type=_positive_float, default=50.0, metavar="MP",
+                   help="largest accepted image in megapixels (width × height; larger uploads "
+                        "are refused before decoding)")
 
     p = add("export", "export a model to ONNX for mobile / edge runtimes",
             "Write MODEL as an ONNX file: input 'image' uint8 (batch, H, W, 3) RGB at the "
