@@ -288,6 +288,14 @@ def test_a_failed_partial_fit_keeps_the_network_as_it_was(lesion_folder, tmp_pat
     with pytest.raises(ImageReadError, match="broken.png"):
         clf.partial_fit([*paths[:40], str(bad)], [*y[:40], y[0]])
     np.testing.assert_array_equal(clf.predict_proba(paths[40:50]), before)
+    epochs = len(clf.history_)
+    clf.set_params(warm_start=np.True_)  # a numpy bool, as from a parameter grid
+    with pytest.raises(ImageReadError, match="broken.png"):
+        clf.fit([*paths[:40], str(bad)], [*y[:40], y[0]])
+    np.testing.assert_array_equal(clf.predict_proba(paths[40:50]), before)
+    assert len(clf.history_) == len(clf.net_.history) == epochs
+    clf.partial_fit(paths[:40], y[:40])  # the restored optimizer state still trains
+    assert len(clf.history_) == epochs + 1
 
 
 def test_partial_fit_continues_an_early_stopped_fit_and_streams_one_class_batches(

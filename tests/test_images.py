@@ -24,7 +24,7 @@ from skinestimator import (
     read_image,
     save_image_folder,
 )
-from skinestimator.images import image_file_size
+from skinestimator.images import image_file_size, resize_batch
 from tests.conftest import require_dermamnist, require_ham10000
 
 
@@ -416,3 +416,21 @@ def test_load_dermamnist_official_split():
     X, y = load_dermamnist(root, split="test")
     assert X.shape == (2005, 28, 28, 3) and X.dtype == np.uint8
     assert (y == "nv").sum() > 1000
+
+
+@pytest.mark.parametrize("policy", ["crop", "pad", "stretch"])
+def test_resize_batch_frames_arrays_as_read_image_frames_files(tmp_path, policy):
+    # An odd-sized photo, where the pad bands cannot be split evenly: they must fall on the
+    # same side for arrays as Pillow puts them for files.
+    rng = np.random.RandomState(0)
+    image = rng.randint(60, 255, size=(47, 30, 3)).astype(np.uint8)
+    path = tmp_path / "odd.png"
+    Image.fromarray(image).save(path)
+    from_array = resize_batch(image[None], (20, 16), policy=policy)[0].astype(float)
+    from_file = read_image(path, (20, 16), resize=policy).astype(float)
+    assert from_array.shape == from_file.shape == (20, 16, 3)
+    if policy == "pad":
+        np.testing.assert_array_equal(from_array.sum(axis=(0, 2)) == 0,
+                                      from_file.sum(axis=(0, 2)) == 0)
+    # Resampling differs (torch bilinear against Pillow bicubic), framing must not.
+    assert np.abs(from_array - from_file).mean() < 25

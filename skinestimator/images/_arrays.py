@@ -137,7 +137,8 @@ def resize_batch(X: np.ndarray, size: Sequence[int], *, policy: str = "stretch",
     elif policy == "pad":
         scale = min(height / source_height, width / source_width)
         inner = (max(1, round(source_height * scale)), max(1, round(source_width * scale)))
-    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
+    # Rounded as Pillow's ImageOps.pad places files (half to even), so the bands match.
+    top, left = round((height - inner[0]) * 0.5), round((width - inner[1]) * 0.5)
     out = np.zeros((len(X), height, width, X.shape[3]), dtype=X.dtype)
     for start in range(0, len(X), chunk):
         # A writable C-contiguous view (a copy only for read-only input such as a memmap).

@@ -60,15 +60,18 @@ def _choice_labels(dist: CategoricalDistribution) -> dict[str, Any] | None:
     return dict(zip(labels, dist.choices, strict=True))
 
 
-def _image_size_choices(image_size) -> list[tuple[int, int]]:
+def _image_size_choices(image_size) -> list[int | tuple[int, int]]:
     """``(height, width)`` sizes around the classifier's own, same aspect ratio, cheapest first.
+
+    Squares are plain ints, as earlier versions stored them, so that a study they started
+    can be resumed (Optuna refuses a choice list that changed).
 
     Smaller images train quadratically faster, so the space mostly asks whether a
     smaller input is good enough; one larger size checks whether detail is lost.
     The classifier's own size is kept exactly; the others are scaled by 0.75 and 1.25.
     """
     if image_size is None:
-        return [(128, 128), (160, 160), (224, 224)]
+        return [128, 160, 224]
     if isinstance(image_size, Sequence):
         height, width = (int(v) for v in image_size)
     else:
@@ -80,7 +83,8 @@ def _image_size_choices(image_size) -> list[tuple[int, int]]:
 
     sizes = {(height, width)}
     sizes |= {(scaled(height, f), scaled(width, f)) for f in (0.75, 1.25)}
-    return sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+    ordered = sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+    return [h if h == w else (h, w) for h, w in ordered]
 
 
 def _searches_finetune(params: Mapping[str, Any]) -> bool:
@@ -124,7 +128,7 @@ def default_search_space(estimator) -> dict[str, BaseDistribution]:
     >>> sorted(space)
     ['augment', 'batch_size', 'finetune', 'image_size', 'lr', 'weight_decay']
     >>> space["image_size"].choices
-    ((24, 24), (32, 32), (40, 40))
+    (24, 32, 40)
     >>> default_search_space(SkinLesionClassifier(image_size=(150, 200)))["image_size"].choices
     ((112, 152), (150, 200), (184, 248))
     >>> "finetune" in default_search_space(SkinLesionClassifier(backbone="seed_cnn"))
