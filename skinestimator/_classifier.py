@@ -104,7 +104,7 @@ def _warn_if_not_unit_range(array: np.ndarray) -> None:
     """
     if array.dtype == np.uint8 or array.size == 0:
         return
-    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    low, high = float(array.min()), float(array.max())  # validation refused NaN
     if low < -0.5 or high > 1.5:
         warnings.warn(
             f"float image arrays are read as intensities in [0, 1], but these span "
@@ -555,17 +555,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 "callbacks must be None or a list of skorch callbacks or (name, callback) "
                 f"pairs, got {self.callbacks!r}"
             )
-        device_error = ValueError(
-            f"device must be 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1', got "
-            f"{self.device!r}"
-        )
-        if not isinstance(self.device, str):
-            raise device_error
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError:
-                raise device_error from None
+        self._requested_device()
 
     def _image_size_param(self) -> tuple[int, int] | None:
         """``image_size`` as ``(height, width)``; an int means a square."""
@@ -1167,19 +1157,31 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"predict_batch_size must be None or a positive integer, got {size!r}")
         if self.resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
-        if self.device == "auto":
-            return  # the device the model was fitted on
-        try:
-            device = torch.device(self.device) if isinstance(self.device, str) else None
-        except RuntimeError:
-            device = None
-        if device is None:
-            raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda', "
-                             f"got {self.device!r}")
-        if device != torch.device(self.device_):
+        device = self._requested_device()
+        if device is not None and device != torch.device(self.device_):  # None: "auto" keeps it
             self._resolve_device()  # says when the machine has no CUDA GPU
             self.net_.module_.to(device)
+            # Adam's moments follow, so that a later partial_fit runs on the new device too.
+            optimizer = getattr(self.net_, "optimizer_", None)
+            for state in optimizer.state.values() if optimizer is not None else ():
+                for key, value in state.items():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        state[key] = value.to(device)
             self.net_.device = self.device_ = self.device
+
+    def _requested_device(self) -> torch.device | None:
+        """``device`` checked: the torch device it names, or None for "auto"."""
+        if self.device == "auto":
+            return None
+        try:
+            if not isinstance(self.device, str):
+                raise TypeError
+            return torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must be 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                f"got {self.device!r}"
+            ) from None
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities.

@@ -69,7 +69,7 @@ def image_file_size(path: str | os.PathLike) -> tuple[int, int]:
     """
     with _opened(os.fspath(path)) as image:
         width, height = image.size
-        if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+        if _is_transposed(image):
             width, height = height, width
         return int(height), int(width)
 
@@ -125,9 +125,14 @@ def _draft(image: Image.Image, size: tuple[int, int]) -> None:
     dimensions, which is all that every resize policy needs (none of them then upscales).
     """
     height, width = size
-    if image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+    if _is_transposed(image):
         height, width = width, height
     image.draft("RGB", (width, height))
+
+
+def _is_transposed(image: Image.Image) -> bool:
+    """Whether the file's EXIF orientation (tag 0x0112) swaps its stored height and width."""
+    return image.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS
 
 
 def read_image(

@@ -23,6 +23,7 @@ from sklearn.utils import _safe_indexing, indexable
 
 from ..model_selection._split import check_group_cv, check_groups_disjoint, fit_grouped
 from ._metrics import (
+    _check_n_bins,
     _resolve_top_k,
     _top_k_warning,
     classification_metrics,
@@ -639,8 +640,7 @@ def cross_validated_report(
     ['back', 'face']
     """
     _resolve_top_k(top_k, 3)  # checked before any fitting; resolved once classes are known
-    if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
+    n_bins = _check_n_bins(n_bins)
     X, y, groups = indexable(X, y, groups)
     y = np.asarray(y)
     classes = np.unique(y)
