@@ -482,7 +482,6 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
         positive_int("max_epochs")
         positive_int("batch_size")
-        positive_int("predict_batch_size", allow_none=True)
         positive_int("patience", allow_none=True)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
@@ -510,8 +509,6 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 f"finetune must be 'all', 'head' or a positive int, got {self.finetune!r}"
             )
         self._image_size_param()
-        if self.resize not in RESIZE_POLICIES:
-            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
         if not (callable(self.optimizer) or self.optimizer in _OPTIMIZERS):
             raise ValueError(
                 f"optimizer must be one of {sorted(_OPTIMIZERS)} or a torch "
@@ -539,7 +536,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             or (isinstance(self.num_workers, numbers.Integral) and self.num_workers >= 0)
         ):
             raise ValueError(f"num_workers must be 'auto' or an int >= 0, got {self.num_workers!r}")
-        for name in ("pretrained", "tta", "warm_start"):
+        for name in ("pretrained", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.image_cache, (bool, np.bool_, str, os.PathLike)):
@@ -555,7 +552,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 "callbacks must be None or a list of skorch callbacks or (name, callback) "
                 f"pairs, got {self.callbacks!r}"
             )
-        self._requested_device()
+        self._check_prediction_settings()
 
     def _image_size_param(self) -> tuple[int, int] | None:
         """``image_size`` as ``(height, width)``; an int means a square."""
@@ -1142,13 +1139,14 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
 
     def _prediction_data(self, X) -> ImageDataset:
         check_is_fitted(self)
-        self._check_prediction_params()
+        self._apply_prediction_settings()
         images, from_paths = self._inputs(X, fitting=False)
         return ImageDataset(images, None, image_size=self.image_size_, resize=self.resize)
 
-    def _check_prediction_params(self) -> None:
-        """The hyperparameters prediction reads, which ``set_params`` after ``fit`` may change
-        (``fit`` validated the others); an explicit ``device`` moves the fitted network."""
+    def _check_prediction_settings(self) -> torch.device | None:
+        """Check what prediction reads (``fit`` checks it too; ``set_params`` after ``fit`` may
+        change it): ``tta``, ``predict_batch_size``, ``resize`` and ``device``. Returns the
+        torch device ``device`` names, or None for "auto"."""
         if not isinstance(self.tta, (bool, np.bool_)):
             raise ValueError(f"tta must be True or False, got {self.tta!r}")
         size = self.predict_batch_size
@@ -1157,20 +1155,6 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"predict_batch_size must be None or a positive integer, got {size!r}")
         if self.resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
-        device = self._requested_device()
-        if device is not None and device != torch.device(self.device_):  # None: "auto" keeps it
-            self._resolve_device()  # says when the machine has no CUDA GPU
-            self.net_.module_.to(device)
-            # Adam's moments follow, so that a later partial_fit runs on the new device too.
-            optimizer = getattr(self.net_, "optimizer_", None)
-            for state in optimizer.state.values() if optimizer is not None else ():
-                for key, value in state.items():
-                    if torch.is_tensor(value) and value.dim() > 0:
-                        state[key] = value.to(device)
-            self.net_.device = self.device_ = self.device
-
-    def _requested_device(self) -> torch.device | None:
-        """``device`` checked: the torch device it names, or None for "auto"."""
         if self.device == "auto":
             return None
         try:
@@ -1182,6 +1166,20 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 f"device must be 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1', "
                 f"got {self.device!r}"
             ) from None
+
+    def _apply_prediction_settings(self) -> None:
+        """Check the prediction settings; an explicit ``device`` moves the fitted network."""
+        device = self._check_prediction_settings()
+        if device is not None and device != torch.device(self.device_):  # None: "auto" keeps it
+            self._resolve_device()  # says when the machine has no CUDA GPU
+            self.net_.module_.to(device)
+            # Adam's moments follow, so that a later partial_fit runs on the new device too.
+            optimizer = getattr(self.net_, "optimizer_", None)
+            for state in optimizer.state.values() if optimizer is not None else ():
+                for key, value in state.items():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        state[key] = value.to(device)
+            self.net_.device = self.device_ = self.device
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities.

@@ -27,8 +27,9 @@ def one_line(exc: BaseException) -> str:
     if "Original Traceback" in text:
         # Errors raised in DataLoader worker processes arrive wrapped in the worker's
         # traceback; the user needs only its last line, without the exception's module path.
-        last = [line for line in text.strip().splitlines() if line.strip()][-1]
-        text = last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ")[0] else last
+        from skinestimator.data import worker_original_message
+
+        text = worker_original_message(text)
     text = " ".join(text.split())
     if isinstance(exc, KeyError) and text.startswith("'") and text.endswith("'"):
         text = text[1:-1]

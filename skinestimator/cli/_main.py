@@ -224,30 +224,6 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
-def _is_model_file(path: Path) -> bool:
-    """Whether ``path`` is a skinestimator model file by its header (cheap: no digest check)."""
-    import struct
-
-    from skinestimator.deploy._model_file import FORMAT_NAME
-
-    try:
-        with open(path, "rb") as fh:
-            prefix = fh.read(8)
-            if len(prefix) < 8:
-                return False
-            (n_header,) = struct.unpack("<Q", prefix)
-            if not 2 <= n_header <= 64 * 1024 * 1024:
-                return False
-            header = json.loads(fh.read(n_header))
-    except (OSError, ValueError):
-        return False
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return isinstance(metadata, dict) and (
-        metadata.get("format") == FORMAT_NAME
-        or ("sha256" in metadata and "model_card" in metadata)
-    )
-
-
 def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: str,
                   model: bool = False) -> Path:
     """Refuse an output path that would destroy a file or cannot be written; make its folder.
@@ -255,6 +231,8 @@ def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: st
     ``inputs`` are (path, description) pairs of the command's input files, ``writes`` says
     what the command would write there, ``model`` is true for `train`'s model file.
     """
+    from skinestimator.deploy._model_file import has_model_header
+
     out = Path(path)
     if out.is_dir():
         raise CLIError(f"{option} '{out}' is a folder; give a file name such as "
@@ -265,11 +243,11 @@ def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: st
                 raise CLIError(f"{option} '{out}' is {description} of this command; writing "
                                f"{writes} there would destroy it: choose another file name",
                                EXIT_USAGE)
-        if model and not _is_model_file(out):
+        if model and not has_model_header(out):
             raise CLIError(f"{option} '{out}' exists and is not a skinestimator model file; "
                            "refusing to replace it (train only replaces an existing model "
                            "file): delete it or choose another file name", EXIT_USAGE)
-        if not model and _is_model_file(out):
+        if not model and has_model_header(out):
             raise CLIError(f"{option} '{out}' is a skinestimator model file; refusing to "
                            f"replace it with {writes}: choose another file name", EXIT_USAGE)
     for folder in out.parents:

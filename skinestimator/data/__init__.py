@@ -2,6 +2,12 @@
 
 from ._augment import BatchAugmentation
 from ._cache import ImageCache
-from ._dataset import ImageDataset, worker_errors_unwrapped
+from ._dataset import ImageDataset, worker_errors_unwrapped, worker_original_message
 
-__all__ = ["BatchAugmentation", "ImageCache", "ImageDataset", "worker_errors_unwrapped"]
+__all__ = [
+    "BatchAugmentation",
+    "ImageCache",
+    "ImageDataset",
+    "worker_errors_unwrapped",
+    "worker_original_message",
+]

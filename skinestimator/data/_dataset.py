@@ -12,7 +12,7 @@ from skorch.dataset import Dataset as SkorchDataset
 from ..images import ImageReadError, read_image
 from ._cache import ImageCache
 
-__all__ = ["ImageDataset", "worker_errors_unwrapped"]
+__all__ = ["ImageDataset", "worker_errors_unwrapped", "worker_original_message"]
 
 
 @contextmanager
@@ -26,11 +26,17 @@ def worker_errors_unwrapped() -> Iterator[None]:
     try:
         yield
     except ImageReadError as exc:
-        text = str(exc)
-        if "Original Traceback" not in text:
+        if "Original Traceback" not in str(exc):
             raise
-        last = [line for line in text.strip().splitlines() if line.strip()][-1]
-        raise ImageReadError(last.split("ImageReadError: ", 1)[-1]) from None
+        raise ImageReadError(worker_original_message(str(exc))) from None
+
+
+def worker_original_message(text: str) -> str:
+    """The original message inside the text of an exception a DataLoader worker raised:
+    the traceback's last line, without the exception's module path and name."""
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    head, separator, message = last.partition(": ")
+    return message if separator and "Error" in head else last
 
 
 class ImageDataset(SkorchDataset):

@@ -579,14 +579,11 @@ def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     data = path.read_bytes()
     header = _parse_header(path, data)
     metadata = header.get("__metadata__") or {}
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
-        if "sha256" in metadata and "model_card" in metadata:
-            pass  # the format tag itself was damaged: the digest check below says so
-        else:
-            raise ModelFileError(
-                f"{path}: is a safetensors file but not a skinestimator model file "
-                "(no model card); write one with skinestimator.deploy.save_model"
-            )
+    if not _is_model_metadata(metadata):
+        raise ModelFileError(
+            f"{path}: is a safetensors file but not a skinestimator model file "
+            "(no model card); write one with skinestimator.deploy.save_model"
+        )
     try:
         tensors = _st_load(data)
     except SafetensorError as exc:
@@ -616,8 +613,31 @@ def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return card, tensors
 
 
-def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
-    """Check the safetensors framing ourselves so that each failure gets its own message."""
+def _is_model_metadata(metadata) -> bool:
+    """A model file's safetensors metadata: its format tag, or (the tag itself damaged) the
+    digest and card, so that the digest check can say the file was modified."""
+    return isinstance(metadata, dict) and (
+        metadata.get("format") == FORMAT_NAME or ("sha256" in metadata and "model_card" in metadata)
+    )
+
+
+def has_model_header(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts like a skinestimator model file: its header only, no digest
+    check, so it is cheap to ask of any file (the command line does before writing over one)."""
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            n_header = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else 0
+            data = prefix + fh.read(min(n_header, _MAX_HEADER_BYTES))
+        header = _parse_header_block(Path(path), data)
+    except (OSError, ModelFileError):
+        return False
+    return _is_model_metadata(header.get("__metadata__"))
+
+
+def _parse_header_block(path: Path, data: bytes) -> dict[str, Any]:
+    """The safetensors header at the start of ``data`` (the whole file, or only its header),
+    its framing checked here so that each failure gets its own message."""
     if len(data) == 0:
         raise ModelFileError(f"{path}: is empty, not a model file")
     if len(data) < 9:
@@ -648,7 +668,13 @@ def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: header is corrupted: the file was modified or damaged")
+    return header
 
+
+def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
+    """``_parse_header_block``, then the weights' offsets checked against the file's size."""
+    header = _parse_header_block(path, data)
+    (n_header,) = struct.unpack("<Q", data[:8])
     end = 0
     for name, entry in header.items():
         if name == "__metadata__":
