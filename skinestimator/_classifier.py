@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validation import grouped_holdout
+from ._warnings import warn_user
 from .data import BatchAugmentation, ImageCache, ImageDataset, worker_errors_unwrapped
 from .images import (
     RESIZE_POLICIES,
@@ -106,10 +107,9 @@ def _warn_if_not_unit_range(array: np.ndarray) -> None:
         return
     low, high = float(array.min()), float(array.max())  # validation refused NaN
     if low < -0.5 or high > 1.5:
-        warnings.warn(
+        warn_user(
             f"float image arrays are read as intensities in [0, 1], but these span "
-            f"[{low:.3g}, {high:.3g}]; pass 0–255 pixels as uint8 (or divide them by 255)",
-            UserWarning, stacklevel=5,
+            f"[{low:.3g}, {high:.3g}]; pass 0–255 pixels as uint8 (or divide them by 255)"
         )
 
 
@@ -878,11 +878,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if steps < window:
             first_half = self.ema_decay ** (steps - steps // 2)
             early_share = (first_half - self.ema_decay ** steps) / (1 - self.ema_decay ** steps)
-            warnings.warn(
+            warn_user(
                 f"ema_decay={self.ema_decay} averages about the last {window:.0f} training "
                 f"steps, but this fit has {steps}: its first half holds {early_share:.0%} of "
-                "the averaged model; use a smaller ema_decay",
-                UserWarning, stacklevel=4,
+                "the averaged model; use a smaller ema_decay"
             )
 
     def _validation_data(self, X_val, y_val, new_cache) -> ImageDataset:
@@ -952,11 +951,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         n_valid = int(math.ceil(self.validation_fraction * n))
         n_classes = len(np.unique(y_encoded))
         if n_valid < 1 or n - n_valid < 2:
-            warnings.warn(
+            warn_user(
                 f"too few samples ({n}) for validation_fraction="
-                f"{self.validation_fraction}; training without validation",
-                UserWarning,
-                stacklevel=3,
+                f"{self.validation_fraction}; training without validation"
             )
             return np.arange(n), None
         counts = np.bincount(y_encoded)
@@ -971,7 +968,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         try:
             return grouped_holdout(y_encoded, groups, self.validation_fraction, seed=seed)
         except ValueError as exc:
-            warnings.warn(f"{exc}; training without validation", UserWarning, stacklevel=4)
+            warn_user(f"{exc}; training without validation")
             return np.arange(len(y_encoded)), None
 
     def _workers(self, from_paths: bool) -> int:

@@ -244,6 +244,22 @@ def test_integer_arrays_are_pixels_like_uint8(lesions_train):
         clf.predict(X[:2].astype(np.float32))
 
 
+def test_warnings_point_at_the_callers_line(lesions_train):
+    # fit and predict_proba reach the same input check through different depths of frames;
+    # either way the warning must name this file, where the user's call is.
+    X, y = lesions_train
+    as_floats = X[:60].astype(np.float32)
+    with pytest.warns(UserWarning, match="intensities in") as fit_warnings:
+        clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(as_floats, y[:60])
+    with pytest.warns(UserWarning, match="intensities in") as predict_warnings:
+        clf.predict_proba(as_floats[:2])
+    with pytest.warns(UserWarning, match="too few samples") as split_warnings:
+        SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1, validation_fraction=0.1)).fit(
+            X[:2], [0, 1])
+    for record in (*fit_warnings, *predict_warnings, *split_warnings):
+        assert record.filename == __file__, record.filename
+
+
 def test_a_failed_fit_leaves_the_estimator_as_it_was(lesions_train):
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:60], y[:60])

@@ -18,6 +18,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from .._warnings import warn_user
+
 __all__ = [
     "classification_metrics",
     "expected_calibration_error",
@@ -213,7 +215,7 @@ def classification_metrics(
     top_k = _resolve_top_k(top_k, len(classes))
     y_pred = classes[y_proba.argmax(axis=1)]
     if top_k >= len(classes):
-        warnings.warn(_top_k_warning(top_k, len(classes)), UndefinedMetricWarning, stacklevel=2)
+        warn_user(_top_k_warning(top_k, len(classes)), UndefinedMetricWarning)
     with warnings.catch_warnings():
         # Classes missing from a small fold or subgroup make some scores
         # ill-defined; they are reported as computed (0 or NaN), not as noise.

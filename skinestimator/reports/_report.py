@@ -21,6 +21,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import ConfusionMatrixDisplay
 from sklearn.utils import _safe_indexing, indexable
 
+from .._warnings import warn_user
 from ..model_selection._split import check_group_cv, check_groups_disjoint, fit_grouped
 from ._metrics import (
     _check_n_bins,
@@ -646,9 +647,9 @@ def cross_validated_report(
     classes = np.unique(y)
     top_k = _resolve_top_k(top_k, len(classes))
     if top_k >= len(classes):
-        warnings.warn(
+        warn_user(
             _top_k_warning(top_k, len(classes)) + " Pass a top_k smaller than the number "
-            "of classes.", UndefinedMetricWarning, stacklevel=2,
+            "of classes.", UndefinedMetricWarning,
         )
     subgroup_frame = _as_subgroup_frame(subgroups, len(y))
     splitter = check_group_cv(cv, y, groups, classifier=True)
