@@ -339,6 +339,20 @@ def test_resumed_study_samples_new_parameters_but_fresh_search_is_reproducible(l
     assert _lr_trials(search(other)) == resumed
 
 
+def test_a_random_state_instance_seeds_the_sampler(lesions):
+    # scikit-learn's convention: a RandomState gives a seed drawn from it. TPESampler itself only
+    # takes ints, so passing the instance through used to end in a TypeError before any trial.
+    X, y = lesions
+
+    def trials(random_state):
+        return _lr_trials(OptunaLesionSearchCV(
+            tiny_classifier(max_epochs=1), LR_ONLY, default_space=False, n_trials=2, cv=2,
+            refit=False, pruner=optuna.pruners.NopPruner(), random_state=random_state,
+        ).fit(X, y))
+
+    assert trials(np.random.RandomState(3)) == trials(np.random.RandomState(3))
+
+
 def test_resuming_with_other_cv_or_scoring_is_refused(lesions):
     X, y = lesions
     storage = optuna.storages.InMemoryStorage()

@@ -230,8 +230,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
     verbose : int, default=0
         ``0`` is silent, ``1`` shows a progress bar over trials, ``2`` also
         logs each finished trial.
-    random_state : int or None, default=None
-        Seeds the default sampler: with ``seed=random_state`` for a new study,
+    random_state : int, RandomState instance or None, default=None
+        Seeds the default sampler (a ``RandomState`` gives it one seed drawn
+        from it, as scikit-learn's estimators do): with ``seed=random_state`` for a new study,
         so a fresh search (``n_jobs=1``) samples the same parameters each time;
         when resuming a study that holds ``n`` trials, with a seed derived from
         ``(random_state, n)``, so the resumed run draws new parameters instead
@@ -325,7 +326,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         pruning_monitor: str = "valid_bacc",
         n_jobs: int = 1,
         verbose: int = 0,
-        random_state: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.estimator = estimator
         self.param_distributions = param_distributions
@@ -395,8 +396,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _create_study(self) -> optuna.study.Study:
         sampler = self.sampler
         if sampler is None:
-            # Re-seeded below, once the number of trials in the study is known.
-            sampler = optuna.samplers.TPESampler(seed=self.random_state)
+            # Replaced below by one seeded from random_state and the number of trials already
+            # in the study, which only the loaded study knows.
+            sampler = optuna.samplers.TPESampler()
         pruner = self.pruner
         if pruner is None:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
