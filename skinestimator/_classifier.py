@@ -25,6 +25,7 @@ from skorch.callbacks import EarlyStopping
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._runtime import resolve_device
 from ._validation import grouped_holdout
 from ._warnings import warn_user
 from .data import BatchAugmentation, ImageCache, ImageDataset, worker_errors_unwrapped
@@ -574,11 +575,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _resolve_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but no CUDA GPU is available; use 'auto'")
-        return self.device
+        return resolve_device(self.device)
 
     def _inputs(self, X, *, fitting: bool):
         """Validate ``X``; return ``(images, from_paths)``.
@@ -1154,21 +1151,12 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
         if self.device == "auto":
             return None
-        try:
-            if not isinstance(self.device, str):
-                raise TypeError
-            return torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"device must be 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:1', "
-                f"got {self.device!r}"
-            ) from None
+        return torch.device(resolve_device(self.device))
 
     def _apply_prediction_settings(self) -> None:
         """Check the prediction settings; an explicit ``device`` moves the fitted network."""
         device = self._check_prediction_settings()
         if device is not None and device != torch.device(self.device_):  # None: "auto" keeps it
-            self._resolve_device()  # says when the machine has no CUDA GPU
             self.net_.module_.to(device)
             # Adam's moments follow, so that a later partial_fit runs on the new device too.
             optimizer = getattr(self.net_, "optimizer_", None)

@@ -181,6 +181,12 @@ def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
         ({"lr": -1}, "lr must be a finite positive number"),
         ({"lr": float("inf")}, "lr must be a finite positive number"),
         ({"device": "tpu"}, "device must be 'auto' or a torch device"),
+        # Backends torch knows but this build lacks used to fail deep inside training.
+        ({"device": "xla"}, "device='xla' is not usable with this torch installation"),
+        ({"device": "meta"}, "device='meta' holds no data"),
+        pytest.param({"device": "mps"}, "no Apple MPS GPU",
+                     marks=pytest.mark.skipif(torch.backends.mps.is_available(),
+                                              reason="this machine has MPS")),
         ({"tta": "yes"}, "tta must be True or False"),
         ({"pretrained": "no"}, "pretrained must be True or False"),
         ({"image_cache": 5}, "image_cache must be True, False or a folder"),
@@ -504,6 +510,16 @@ def test_grouped_validation_split_holds_out_the_fraction_asked(fraction):
     assert abs(len(valid) / 400 - fraction) <= 0.02
     assert not set(groups[train]) & set(groups[valid])
     assert len(train) + len(valid) == 400
+
+
+def test_too_few_images_per_class_for_a_grouped_split_says_so():
+    y = np.repeat([0, 1, 2], 6)  # 6 images a class: 10 stratified group folds cannot exist
+    clf = SkinLesionClassifier(**dict(SEED_CNN, validation_fraction=0.1))
+    with pytest.warns(UserWarning, match="too few images per class to hold out 0.1 of them as "
+                                         "whole groups.*largest class has 6 images; training "
+                                         "without validation"):
+        train, valid = clf._split(y, 0, True, np.arange(len(y)))
+    assert valid is None and len(train) == len(y)
 
 
 def _validation_recorder():
