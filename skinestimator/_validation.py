@@ -25,6 +25,14 @@ def grouped_holdout(y, groups, fraction: float, *, seed: int) -> tuple[np.ndarra
     if n_groups < 2:
         raise ValueError(f"holding out groups needs at least 2 groups, got {n_groups}")
     n_splits, n_held_out = _folds_for_fraction(fraction, n_groups)
+    largest_class = int(np.unique(y, return_counts=True)[1].max())
+    if largest_class < n_splits:
+        # StratifiedGroupKFold's own message names its n_splits, which the caller never set.
+        raise ValueError(
+            f"too few images per class to hold out {fraction:g} of them as whole groups: "
+            f"that takes {n_splits} stratified group folds, but the largest class has "
+            f"{largest_class} images"
+        )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # Only some folds are used: a rare class missing from the validation part is expected
