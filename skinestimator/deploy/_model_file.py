@@ -242,7 +242,7 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
             {
                 "image_size": image_size,
                 "input": "RGB image, resized to image_size by the classifier",
-                "channels": int(getattr(clf, "n_channels_in_", 3)),
+                "channels": 3,  # the network's input; grey images are repeated to RGB
                 "normalization": _normalization_of(module),
             }
         ),
