@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,13 @@ def test_train_writes_a_model_file_with_a_card(model, data_dir):
     card = read_model_card(model)
     assert card["backbone"] == "seed_cnn"
     assert card["preprocessing"]["image_size"] == [32, 32]
-    assert card["training_data"]["class_counts"] == {"dark_round": 16, "pale_square": 16,
-                                                     "red_ring": 16}
+    # The card counts what the network trained on: 16 images per class less the 10 % (5
+    # images, stratified) held out to score the epochs.
+    data = card["training_data"]
+    assert data["n_validation"] == 5 and data["n_images"] == 43
+    assert sum(data["class_counts"].values()) == 43
+    assert set(data["class_counts"]) == {"dark_round", "pale_square", "red_ring"}
+    assert all(14 <= n <= 15 for n in data["class_counts"].values()), data  # 1-2 held out
     assert card["params"]["callbacks"] is None  # the progress bar is not part of the model
     assert len(card["history"]) == 2
 
@@ -110,6 +116,8 @@ def test_explain_and_evaluate(model, data_dir, tmp_path, capsys):
 def test_info(model, capsys):
     code, out, _ = run(capsys, "info", model)
     assert code == 0 and "integrity OK" in out and "dark_round" in out
+    trained_on = next(line for line in out.splitlines() if line.startswith("trained on"))
+    assert trained_on.endswith("(and 5 images held out for validation)"), trained_on
 
 
 def test_train_with_metadata_holds_out_whole_lesions(data_dir, tmp_path, capsys):
@@ -128,6 +136,7 @@ def test_train_with_metadata_holds_out_whole_lesions(data_dir, tmp_path, capsys)
     card = read_model_card(model_path)
     held_out = card["metrics"]["n_images"]
     assert card["training_data"]["n_images"] + held_out == len(images)
+    assert card["training_data"]["n_validation"] == held_out
     assert held_out % 2 == 0, "whole lesions (pairs of images) are held out"
     assert "lesion_id" in card["metrics"]["split"]
 
@@ -176,9 +185,16 @@ def test_user_mistakes_are_one_clear_line(model, data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "explain", cut, broken, "-o", tmp_path / "o.png")
     assert_one_line_error(code, err, 4, "truncated")
 
+    # argparse's own errors too: one line and a pointer to --help, not the usage block.
     code, _, err = run(capsys, "train", data_dir, "-o", tmp_path / "m.skin", "--image-size",
                        "huge")
-    assert code == 2 and "--image-size" in err and "Traceback" not in err
+    assert_one_line_error(code, err, 2, "skinestimator train: error: argument --image-size",
+                          "'huge'", "(see 'skinestimator train --help')")
+    code, _, err = run(capsys, "train", data_dir)
+    assert_one_line_error(code, err, 2, "-o/--output", "skinestimator train --help")
+    code, _, err = run(capsys, "frobnicate")
+    assert_one_line_error(code, err, 2, "skinestimator: error:", "frobnicate",
+                          "skinestimator --help")
 
     metadata = tmp_path / "meta.csv"
     metadata.write_text("image,patient\nx,1\n")
@@ -213,7 +229,12 @@ def test_serve_passes_its_limits_to_the_web_app(model, capsys, monkeypatch):
                      "--max-upload-mb", "1")
     assert code == 0
     assert received["max_image_pixels"] == 2_500_000
-    assert received["max_upload_bytes"] == 1024 * 1024
+    # Decimal megabytes, as the page shows them (--max-megapixels is decimal too).
+    assert received["max_upload_bytes"] == 1_000_000
+    code, _, _ = run(capsys, "serve", model, "--port", port, "--max-upload-mb", "0.001")
+    assert code == 0 and received["max_upload_bytes"] == 1000
+    code, out, _ = run(capsys, "serve", "--help")
+    assert code == 0 and "1 MB = 1,000,000 bytes" in " ".join(out.split())
 
 
 def test_unreadable_image_while_training(tmp_path, capsys):
@@ -453,6 +474,20 @@ def test_option_values_are_checked_when_parsing(model, tmp_path, capsys):
         code, _, err = run(capsys, "train", tmp_path, "-o", tmp_path / "m.skin", "--device",
                            "cuda:1")
         assert code == 2 and "--device" in err and "no CUDA GPU" in err, err
+    # Backends torch names but this build lacks, and 'meta' (no data): refused while parsing,
+    # before the data folder (missing here, which would be exit 3) is even looked at.
+    from skinestimator._runtime import resolve_device
+
+    for device in ("xla", "meta"):
+        try:
+            resolve_device(device)
+            continue  # a computer with torch_xla installed has this device
+        except ValueError:
+            pass
+        code, _, err = run(capsys, "train", tmp_path / "missing", "-o", tmp_path / "m.skin",
+                           "--device", device)
+        assert_one_line_error(code, err, 2, "--device", repr(device), "use 'auto' or 'cpu'")
+        assert "internal error" not in err
     parser = build_parser()
     for device in ("auto", "cpu", "cpu:0"):
         args = parser.parse_args(["train", "d", "-o", "m.skin", "--device", device])
@@ -506,3 +541,150 @@ def test_help_states_each_default_once():
     docs = Path(__file__).resolve().parents[1] / "docs" / "command_line.md"
     if docs.exists():
         assert "under a minute" in " ".join(docs.read_text().split())
+
+
+# ----------------------------------------------------------------------------------------------
+# findings of a new-user review
+
+
+def _tiny_folder(root: Path, n_per_class: int = 6, n_classes: int = 3) -> list[Path]:
+    X, y = make_synthetic_lesions(n_samples=n_per_class * n_classes, image_size=(16, 16),
+                                  n_classes=n_classes, random_state=0)
+    save_image_folder(X, y, root)
+    return sorted(root.rglob("*.png"))
+
+
+def test_too_few_images_for_a_grouped_hold_out_is_a_data_error(tmp_path, capsys, no_training):
+    from skinestimator.cli._main import _grouped_holdout
+
+    images = _tiny_folder(tmp_path / "small")  # 3 classes x 6 images, one lesion per image
+    metadata = tmp_path / "small_meta.csv"
+    with open(metadata, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lesion_id", "image_id"])
+        writer.writerows([f"L{i}", p.stem] for i, p in enumerate(images))
+    code, _, err = run(capsys, "train", tmp_path / "small", "-o", tmp_path / "small.skin",
+                       "--metadata", metadata, "--backbone", "seed_cnn", "--epochs", 1)
+    # 10 % takes 10 stratified group folds, more than the 6 images of any class.
+    assert_one_line_error(code, err, 3, "cannot hold out 10% of the 'lesion_id' groups",
+                          "largest class has 6 images", "--validation-fraction 0.2",
+                          "--validation-fraction 0")
+    assert "internal error" not in err
+    # The suggested share does work on these data.
+    labels = np.asarray([p.parent.name for p in images])
+    groups = np.asarray([f"L{i}" for i in range(len(images))])
+    train, valid = _grouped_holdout(labels, groups, 0.2, seed=0)
+    assert len(train) + len(valid) == len(images) and len(valid) > 0
+
+    # Too few groups: the advice is a larger share (one that passes this check too) or none.
+    with open(metadata, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lesion_id", "image_id"])
+        writer.writerows([f"L{i % 4}", p.stem] for i, p in enumerate(images))
+    code, _, err = run(capsys, "train", tmp_path / "small", "-o", tmp_path / "small.skin",
+                       "--metadata", metadata)
+    assert_one_line_error(code, err, 3, "only 4 'lesion_id' groups", "--validation-fraction 0.25",
+                          "--validation-fraction 0 to train without validation")
+
+
+def test_outputs_replace_only_files_of_their_own_kind(model, data_dir, tmp_path, capsys):
+    image = sorted(Path(data_dir).rglob("*.png"))[0]
+    victim_png = tmp_path / "victim.png"
+    victim_png.write_bytes(image.read_bytes())
+    victim_csv = tmp_path / "victim_meta.csv"
+    victim_csv.write_text("image_id,lesion_id\nx,1\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    kept = {path: path.read_bytes() for path in (victim_png, victim_csv, notes)}
+
+    code, _, err = run(capsys, "predict", model, image, "-o", victim_png, "-q")
+    assert_one_line_error(code, err, 2, f"-o/--output '{victim_png}'", "existing image (.png)",
+                          "refusing to replace it with the predictions")
+    for option in ("--json", "--report"):
+        code, _, err = run(capsys, "evaluate", model, data_dir, option, victim_csv, "-q")
+        assert_one_line_error(code, err, 2, f"{option} '{victim_csv}'", "existing .csv file")
+    code, _, err = run(capsys, "explain", model, image, "-o", notes, "-q")
+    assert_one_line_error(code, err, 2, str(notes), "existing .txt file", "the overlay")
+    code, _, err = run(capsys, "export", model, "-o", notes)
+    assert_one_line_error(code, err, 2, str(notes), "existing .txt file", "the ONNX file")
+    for path, content in kept.items():
+        assert path.read_bytes() == content, f"{path} was overwritten"
+
+    # An earlier output of the same kind is replaced, as before.
+    earlier = {"predictions.json": "[]", "metrics.json": "{}", "report.html": "<p>old</p>"}
+    for name, text in earlier.items():
+        (tmp_path / name).write_text(text)
+    code, _, err = run(capsys, "predict", model, image, "--format", "json", "-o",
+                       tmp_path / "predictions.json", "-q")
+    assert code == 0, err
+    assert json.loads((tmp_path / "predictions.json").read_text())[0]["image"] == str(image)
+    code, _, err = run(capsys, "evaluate", model, data_dir, "--json", tmp_path / "metrics.json",
+                       "--report", tmp_path / "report.html", "-q")
+    assert code == 0, err
+    assert json.loads((tmp_path / "metrics.json").read_text())["n_images"] == 48
+    assert "Confusion matrix" in (tmp_path / "report.html").read_text()
+    code, _, err = run(capsys, "explain", model, image, "-o", victim_png, "-q")
+    assert code == 0, err  # an image is replaced by an overlay image
+    assert victim_png.read_bytes() != kept[victim_png]
+
+
+def test_metric_warnings_stay_out_and_one_class_gets_one_note(model, data_dir, tmp_path,
+                                                               capsys):
+    import warnings
+
+    one_class = tmp_path / "sub1"
+    (one_class / "dark_round").mkdir(parents=True)
+    for source in sorted((Path(data_dir) / "dark_round").glob("*.png"))[:4]:
+        (one_class / "dark_round" / source.name).write_bytes(source.read_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run(capsys, "evaluate", model, one_class, "-q")
+    assert code == 0 and "balanced accuracy" in out, err
+    assert not [str(w.message) for w in caught if "sklearn" in w.filename], caught
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"note: '{one_class}': all images are of "
+                                                   "one class (dark_round)"), err
+
+    # The held-out part of `train --metadata` may miss a class the network predicts.
+    from skinestimator.cli._report import coverage_note, evaluation_metrics
+
+    classes = np.asarray(["a", "b", "c"])
+    proba = np.asarray([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.1, 0.7]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = evaluation_metrics(np.asarray(["a", "b", "b"]), proba, classes)
+    assert not caught, [str(w.message) for w in caught]
+    assert coverage_note(metrics) == ("no images of c: balanced accuracy and macro ROC AUC "
+                                      "cover the 2 classes present")
+    assert coverage_note(evaluation_metrics(np.asarray(["a", "b", "c"]), proba, classes)) is None
+
+
+def test_patience_zero_turns_early_stopping_off(tmp_path, capsys):
+    _tiny_folder(tmp_path / "data", n_per_class=4, n_classes=2)
+    model_path = tmp_path / "m.skin"
+    code, _, err = run(capsys, "train", tmp_path / "data", "-o", model_path, "--backbone",
+                       "seed_cnn", "--epochs", 1, "--patience", 0, "-q")
+    assert code == 0, err
+    assert read_model_card(model_path)["params"]["patience"] is None
+    code, _, err = run(capsys, "train", tmp_path / "data", "-o", model_path, "--patience", -1)
+    assert_one_line_error(code, err, 2, "--patience", "expected an integer >= 0")
+
+
+def test_docs_name_every_option():
+    import argparse
+
+    from skinestimator.cli import build_parser
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "command_line.md"
+    if not docs.exists():
+        pytest.skip("docs are not installed with the package")
+    text = docs.read_text()
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(action.option_strings)}"
+               for name, sub in commands.choices.items() for action in sub._actions
+               if action.option_strings and action.dest not in ("help", "quiet", "debug")
+               and not any(re.search(re.escape(option) + r"(?![\w-])", text)
+                           for option in action.option_strings)]
+    assert not missing, f"docs/command_line.md does not mention {missing}"
+    assert "`--patience 0`" in text

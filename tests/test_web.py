@@ -109,6 +109,28 @@ def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, photo
     assert ok.status_code == 200 and "id='overlay'" in ok.text
 
 
+def test_upload_limit_is_shown_in_readable_decimal_units(clf, photo):
+    from starlette.testclient import TestClient
+
+    from skinestimator.web import DEFAULT_MAX_UPLOAD_BYTES
+
+    # One unit everywhere: `serve --max-upload-mb 10` passes 10_000_000 bytes, shown "10 MB".
+    assert DEFAULT_MAX_UPLOAD_BYTES == 10_000_000
+    assert "up to 10 MB and" in TestClient(create_app(clf)).get("/").text
+    # `--max-upload-mb 0.001` once read "the limit is 0 MB".
+    tiny = TestClient(create_app(clf, max_upload_bytes=1000))
+    assert "up to 1 KB and" in tiny.get("/").text
+    assert 1000 < photo.stat().st_size < 60_000  # passes the header check, not the read one
+    api = tiny.post("/api/predict", files={"image": ("lesion.jpg", photo.read_bytes())})
+    assert api.status_code == 413
+    assert api.json()["error"] == "The file is too large; the limit is 1 KB."
+    big = tiny.post("/", files={"image": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 1_500_000)})
+    assert big.status_code == 413
+    assert "The file is too large (1.5 MB); the limit is 1 KB." in big.text
+    assert "up to 1.5 MB and" in TestClient(create_app(clf, max_upload_bytes=1_500_000)
+                                            ).get("/").text
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that declares ``width`` x ``height`` pixels in a few dozen bytes (no pixel data)."""
     import struct

@@ -18,6 +18,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -64,6 +65,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _checked_float(text: str, accept, expected: str) -> float:
     """Parse a float for argparse; NaN and unparsable text fail ``accept`` alike."""
     try:
@@ -107,31 +118,20 @@ def _port(text: str) -> int:
 
 
 def _device(text: str) -> str:
-    """``auto`` or anything ``torch.device`` accepts (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    """``auto`` or a torch device this computer has (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+    ``auto`` is kept as given: the classifier resolves it, and the model card records it.
+    """
     if text == "auto":
         return text
-    import torch  # only when --device is given, so that --help stays instant
+    # Imports torch, but only when --device is given, so that --help stays instant.
+    from skinestimator._runtime import resolve_device
 
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise argparse.ArgumentTypeError(
-            f"expected auto, cpu, cuda, cuda:N, mps or another torch device name, got {text!r}"
-        ) from None
     # Say now, not after loading the data, that this computer lacks the device.
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available on this "
-                                             "computer; use auto or cpu")
-        if device.index is not None and device.index >= count:
-            raise argparse.ArgumentTypeError(f"{text!r}: this computer has {count} CUDA "
-                                             f"GPU(s), numbered 0 to {count - 1}")
-    elif device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r}: no Apple MPS GPU is available on "
-                                             "this computer; use auto or cpu")
+    try:
+        resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(one_line(exc)) from None
     return text
 
 
@@ -149,6 +149,11 @@ def _finetune(text: str):
 def _say(args, message: str) -> None:
     if not getattr(args, "quiet", False):
         print(message, file=sys.stderr, flush=True)
+
+
+def _note(message: str) -> None:
+    # A caveat about the results, not a status message: shown even with --quiet.
+    print(f"note: {message}", file=sys.stderr, flush=True)
 
 
 def _no_bar(args) -> bool | None:
@@ -213,8 +218,36 @@ def _top_k(proba: np.ndarray, classes, k: int):
 
 # Output files. The rule, documented in docs/command_line.md: a command never writes onto one
 # of its own input files; `train` replaces an existing model file but no other file; the other
-# commands replace an existing file of what they write (a CSV, a report, ...) but never a model
-# file. Every output's missing folders are created, and all of this is checked before any work.
+# commands replace an existing file of what they write, judged by its suffix (a .csv of earlier
+# predictions, a .html report, a .png overlay), but never a model file or a file of another
+# kind. Every output's missing folders are created, and all of this is checked before any work.
+
+# The suffixes of the files each kind of output may replace.
+_TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".txt")
+_JSON_SUFFIXES = (".json",)
+_REPORT_SUFFIXES = (".html", ".htm")
+_ONNX_SUFFIXES = (".onnx",)
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    from skinestimator.images import IMAGE_EXTENSIONS
+
+    return tuple(IMAGE_EXTENSIONS)
+
+
+def _one_of(suffixes: Sequence[str]) -> str:
+    """``(".csv", ".json", ".txt")`` -> ``".csv, .json or .txt"``."""
+    return " or ".join(filter(None, [", ".join(suffixes[:-1]), suffixes[-1]]))
+
+
+def _kind_of(path: Path) -> str:
+    """What an existing file is, as far as its suffix tells, for error messages."""
+    suffix = path.suffix.lower()
+    if not suffix:
+        return "an existing file without a suffix"
+    if suffix in _image_suffixes():
+        return f"an existing image ({suffix})"
+    return f"an existing {suffix} file"
 
 
 def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -225,11 +258,29 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: str,
-                  model: bool = False) -> Path:
+                  suffixes: Sequence[str] = (), model: bool = False) -> Path:
     """Refuse an output path that would destroy a file or cannot be written; make its folder.
 
-    ``inputs`` are (path, description) pairs of the command's input files, ``writes`` says
-    what the command would write there, ``model`` is true for `train`'s model file.
+    Parameters
+    ----------
+    path : str or path-like
+        The output file named on the command line.
+    option : str
+        The option that named it, for messages (e.g. ``"-o/--output"``).
+    inputs : iterable of (path, str)
+        The command's input files and what each is ("an input image").
+    writes : str
+        What the command would write there ("the predictions").
+    suffixes : sequence of str
+        Lower-case suffixes of the existing files this output may replace; an existing regular
+        file with any other suffix (or none) is refused. Empty: no such check.
+    model : bool
+        True for `train`'s model file, which replaces only an existing model file.
+
+    Returns
+    -------
+    out : pathlib.Path
+        The checked path; its folder exists.
     """
     from skinestimator.deploy._model_file import has_model_header
 
@@ -250,6 +301,11 @@ def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: st
         if not model and has_model_header(out):
             raise CLIError(f"{option} '{out}' is a skinestimator model file; refusing to "
                            f"replace it with {writes}: choose another file name", EXIT_USAGE)
+        # Only regular files: -o /dev/stdout or a named pipe has no kind to lose.
+        if suffixes and out.is_file() and out.suffix.lower() not in suffixes:
+            raise CLIError(f"{option} '{out}' is {_kind_of(out)}; refusing to replace it with "
+                           f"{writes} (only an existing {_one_of(suffixes)} file is "
+                           "replaced): delete it or choose another file name", EXIT_USAGE)
     for folder in out.parents:
         if folder.exists() or folder.is_symlink():
             if not folder.is_dir():
@@ -328,18 +384,77 @@ def _grouping(paths, metadata: str, group_column: str, id_column: str):
     return np.asarray(groups, dtype=object)
 
 
-def _grouped_holdout(labels, groups, fraction: float, seed: int):
+def _grouped_holdout(labels, groups, fraction: float, seed: int, *,
+                     group_column: str = "group") -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, valid)`` holding out about ``fraction`` of the images as whole groups.
+
+    Raises ``CLIError`` (a data problem, exit 3) when the data are too few for that, saying
+    what to change.
+    """
     from skinestimator._validation import grouped_holdout
 
-    n_splits = max(2, round(1.0 / fraction))
     n_groups = len(np.unique(groups))
-    if n_groups < n_splits:
+
+    def enough_groups(share: float) -> bool:
+        # With fewer groups than 1 / share, the part held out would be far above the share.
+        return n_groups >= max(2, round(1.0 / share))
+
+    def larger_fraction() -> str:
+        # A larger share needs fewer stratified folds, hence fewer images per class and
+        # fewer groups: name the smallest one that works on these data, if any does.
+        for candidate in (0.2, 0.25, 0.3, 0.4, 0.5):
+            if candidate > fraction and enough_groups(candidate):
+                try:
+                    grouped_holdout(labels, groups, candidate, seed=seed)
+                except ValueError:
+                    continue
+                return f"--validation-fraction {candidate:g}, "
+        return ""
+
+    if not enough_groups(fraction):
         raise CLIError(
-            f"only {n_groups} groups in the metadata: too few to hold out "
-            f"{fraction:.0%} of them for validation; lower --validation-fraction or use 0",
+            f"only {n_groups} '{group_column}' groups in the metadata: too few to hold out "
+            f"{fraction:.0%} of them for validation; use {larger_fraction()}images of more "
+            f"groups, or "
+            "--validation-fraction 0 to train without validation",
             EXIT_DATA,
         )
-    return grouped_holdout(labels, groups, fraction, seed=seed)
+    try:
+        return grouped_holdout(labels, groups, fraction, seed=seed)
+    except ValueError as exc:
+        # Stratified group folds need at least as many images in a class as folds, which a
+        # few images per class do not give: a data problem, not a bug.
+        raise CLIError(
+            f"cannot hold out {fraction:.0%} of the '{group_column}' groups for validation: "
+            f"{one_line(exc)}; use {larger_fraction()}more images per class, or "
+            "--validation-fraction 0 to train without validation",
+            EXIT_DATA,
+        ) from exc
+
+
+def _holdout(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices ``(train, valid)`` holding out ``fraction`` of the images at random, stratified
+    by class where the counts allow it: the rules of ``SkinLesionClassifier.fit``'s own split,
+    seeded by ``seed``.
+
+    ``valid`` is None when the images are too few to hold any out and still train on every
+    class (the classifier learns its classes from what it trains on).
+    """
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+
+    n = len(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    n_valid = math.ceil(fraction * n)
+    if n_valid < 1 or n - n_valid < len(classes):
+        return np.arange(n), None
+    if counts.min() >= 2 and len(classes) <= n_valid <= n - len(classes):
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+    else:
+        splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+    train, valid = next(splitter.split(np.zeros(n), labels))
+    if len(np.unique(labels[train])) < len(classes):
+        return np.arange(n), None
+    return np.sort(train), np.sort(valid)
 
 
 def cmd_train(args) -> int:
@@ -347,7 +462,7 @@ def cmd_train(args) -> int:
     from skinestimator.deploy import save_model
 
     from ._progress import epoch_progress, predict_proba_batched
-    from ._report import evaluation_metrics
+    from ._report import coverage_note, evaluation_metrics
 
     paths, labels = _load_folder(args.data_dir)
     classes, counts = np.unique(labels, return_counts=True)
@@ -358,6 +473,18 @@ def cmd_train(args) -> int:
     groups = None
     if args.metadata:
         groups = _grouping(paths, args.metadata, args.group_column, args.id_column)
+    # The validation split is made here rather than inside fit because the model card counts
+    # the images the network trained on, and the grouped report below needs its indices; and
+    # this early because data too few to split are a data mistake, reported alone too.
+    train_idx = np.arange(len(paths))
+    valid_idx = None
+    if groups is not None and args.validation_fraction:
+        # Whole groups are held out (images of one lesion on both sides would inflate the
+        # score that picks the best epoch).
+        train_idx, valid_idx = _grouped_holdout(labels, groups, args.validation_fraction,
+                                                args.seed, group_column=args.group_column)
+    elif args.validation_fraction:
+        train_idx, valid_idx = _holdout(labels, args.validation_fraction, args.seed)
     # ... and the output before training, so that a bad -o does not cost a training run.
     inputs = [(args.metadata, "the metadata file")] if args.metadata else []
     inputs += [(p, "an input image") for p in paths]
@@ -373,6 +500,8 @@ def cmd_train(args) -> int:
         augment=not args.no_augment, tta=args.tta, random_state=args.seed, device=args.device,
         validation_fraction=args.validation_fraction or None,
     )
+    if args.patience == 0:  # documented: --patience 0 trains all --epochs
+        params["patience"] = None
     if args.num_workers is not None:
         params["num_workers"] = args.num_workers
     if args.class_weight is not None:
@@ -384,19 +513,19 @@ def cmd_train(args) -> int:
     if args.pretrained is not None:
         params["pretrained"] = args.pretrained
 
-    train_idx = np.arange(len(paths))
-    valid_idx = None
     metrics = None
-    if groups is not None:
-        if args.validation_fraction:
-            # Whole groups are held out (images of one lesion on both sides would inflate the
-            # score that picks the best epoch). The split is made here rather than by
-            # fit(groups=) because the validation report below needs its indices.
-            train_idx, valid_idx = _grouped_holdout(labels, groups, args.validation_fraction,
-                                                    args.seed)
-            _say(args, f"validation: {len(valid_idx)} images of "
-                       f"{len(np.unique(groups[valid_idx]))} '{args.group_column}' groups held "
-                       "out (no group on both sides)")
+    if valid_idx is not None and groups is not None:
+        _say(args, f"validation: {len(valid_idx)} images of "
+                   f"{len(np.unique(groups[valid_idx]))} '{args.group_column}' groups held "
+                   "out (no group on both sides)")
+    elif valid_idx is not None:
+        _say(args, f"validation: {len(valid_idx)} images held out at random")
+    elif args.validation_fraction:
+        _say(args, f"too few images to hold out {args.validation_fraction:.0%} for "
+                   "validation and still train on every class; training without validation")
+    if valid_idx is None:
+        # Nothing held out here: the classifier must not hold out images of its own either.
+        params["validation_fraction"] = None
     try:
         clf = SkinLesionClassifier(**params)
         clf.set_params(callbacks=[epoch_progress(args.epochs, disable=_no_bar(args))])
@@ -416,10 +545,13 @@ def cmd_train(args) -> int:
     # The progress callback is a property of this run, not of the model.
     clf.set_params(callbacks=None)
 
-    if valid_idx is not None:
+    if valid_idx is not None and groups is not None:
         proba = predict_proba_batched(clf, paths[valid_idx], desc="validating",
                                       disable=_no_bar(args))
         scores = evaluation_metrics(labels[valid_idx], proba, clf.classes_)
+        note = coverage_note(scores)
+        if note:
+            _note(f"held-out validation images: {note}")
         metrics = {
             "balanced_accuracy": scores["balanced_accuracy"],
             "accuracy": scores["accuracy"],
@@ -428,10 +560,12 @@ def cmd_train(args) -> int:
             "split": f"hold-out of whole '{args.group_column}' groups "
                      f"({args.validation_fraction:.0%}), also used for early stopping",
         }
+    # The images the network trained on: the held-out ones only scored epochs.
     train_counts = dict(zip(*np.unique(labels[train_idx], return_counts=True), strict=True))
     training_data = {
         "class_counts": {str(k): int(v) for k, v in train_counts.items()},
         "n_images": int(len(train_idx)),
+        "n_validation": 0 if valid_idx is None else int(len(valid_idx)),
         "folder": Path(args.data_dir).name,
     }
     if args.metadata:
@@ -459,17 +593,18 @@ def cmd_train(args) -> int:
 
 def _evaluate(clf, data_dir: str, *, args, report: str | None, model_name: str,
               outputs=(), model_path: str | None = None) -> dict:
-    """Score ``clf`` on a class-per-folder tree; ``outputs`` are (path, option, what) triples
-    checked (see ``_check_output``) once the images are known, before any prediction."""
+    """Score ``clf`` on a class-per-folder tree; ``outputs`` are (path, option, what,
+    suffixes) tuples checked (see ``_check_output``) once the images are known, before any
+    prediction."""
     from ._progress import predict_proba_batched
-    from ._report import evaluation_html, evaluation_metrics, metrics_table
+    from ._report import coverage_note, evaluation_html, evaluation_metrics, metrics_table
 
     paths, labels = _load_folder(data_dir)
     inputs = [(model_path, "the model file")] if model_path else []
     inputs += [(p, "an input image") for p in paths]
-    for path, option, what in outputs:
+    for path, option, what, suffixes in outputs:
         if path:
-            _check_output(path, option, inputs=inputs, writes=what)
+            _check_output(path, option, inputs=inputs, writes=what, suffixes=suffixes)
     known = {str(c) for c in clf.classes_}
     unknown = sorted(set(map(str, labels)) - known)
     if unknown:
@@ -488,6 +623,9 @@ def _evaluate(clf, data_dir: str, *, args, report: str | None, model_name: str,
     classes = np.asarray(clf.classes_, dtype=object)
     metrics = evaluation_metrics(y_true, proba, classes)
     print(metrics_table(metrics))
+    note = coverage_note(metrics)
+    if note:
+        _note(f"'{data_dir}': {note}")
     if report:
         page = evaluation_html(metrics, getattr(clf, "model_card_", None),
                                model_name=model_name, data_name=str(data_dir),
@@ -503,8 +641,8 @@ def cmd_evaluate(args) -> int:
     clf = _load_model(args.model)
     metrics = _evaluate(clf, args.data_dir, args=args, report=args.report,
                         model_name=Path(args.model).name, model_path=args.model,
-                        outputs=[(args.report, "--report", "the report"),
-                                 (args.json, "--json", "the metrics")])
+                        outputs=[(args.report, "--report", "the report", _REPORT_SUFFIXES),
+                                 (args.json, "--json", "the metrics", _JSON_SUFFIXES)])
     if args.json:
         _write_text(args.json, json.dumps(metrics, indent=2), "--json")
     return EXIT_OK
@@ -549,7 +687,7 @@ def cmd_predict(args) -> int:
     paths = _image_paths(args.images)
     if args.output:
         _check_output(args.output, "-o/--output", writes="the predictions",
-                      inputs=[(args.model, "the model file"),
+                      suffixes=_TABLE_SUFFIXES, inputs=[(args.model, "the model file"),
                               *((p, "an input image") for p in paths)])
     try:
         proba = predict_proba_batched(clf, paths, desc="predicting", disable=_no_bar(args))
@@ -611,6 +749,7 @@ def cmd_explain(args) -> int:
     if not Path(args.image).is_file():
         raise CLIError(f"image file not found: '{args.image}'", EXIT_DATA)
     _check_output(args.output, "-o/--output", writes="the overlay",
+                  suffixes=_image_suffixes(),
                   inputs=[(args.model, "the model file"), (args.image, "the input image")])
     label, p = _write_overlay(clf, args.image, args.output, target=args.target,
                               alpha=args.alpha, size=args.size)
@@ -638,7 +777,7 @@ def cmd_serve(args) -> int:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                        "choose another --port or --host", EXIT_USAGE) from exc
     serve(clf, host=args.host, port=args.port, top_k=args.top_k,
-          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+          max_upload_bytes=max(1, round(args.max_upload_mb * 1_000_000)),
           max_image_pixels=int(args.max_megapixels * 1_000_000))
     return EXIT_OK
 
@@ -648,7 +787,7 @@ def cmd_export(args) -> int:
 
     clf = _load_model(args.model)
     _check_output(args.output, "-o/--output", writes="the ONNX file",
-                  inputs=[(args.model, "the model file")])
+                  suffixes=_ONNX_SUFFIXES, inputs=[(args.model, "the model file")])
     try:
         export_onnx(clf, args.output)
     except ImportError as exc:
@@ -670,12 +809,17 @@ def cmd_info(args) -> int:
         print(json.dumps(card, indent=2))
         return EXIT_OK
     pre = card.get("preprocessing") or {}
-    counts = (card.get("training_data") or {}).get("class_counts") or {}
+    data = card.get("training_data") or {}
+    counts = data.get("class_counts") or {}
+    trained_on = ", ".join(f"{k} {v}" for k, v in counts.items()) or "unknown"
+    if data.get("n_validation"):
+        # Cards written since n_validation exists count the training part only.
+        trained_on += f" (and {data['n_validation']} images held out for validation)"
     lines = [
         f"model file   {args.model} (integrity OK, sha256 {card['sha256'][:16]}...)",
         f"classes      {', '.join(map(str, card['classes']))}",
         f"backbone     {card.get('backbone')}, input {pre.get('image_size')}",
-        "trained on   " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "unknown"),
+        f"trained on   {trained_on}",
         "metrics      " + (", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
             for k, v in (card.get("metrics") or {}).items()) or "none recorded"),
@@ -790,6 +934,18 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
         return f"{text} (default: %(default)s)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line in one line, as every other error (docs/command_line.md).
+
+    argparse's own report starts with the whole usage block, which buries the one line that
+    says what is wrong; the hint names the command's --help instead.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} "
+                              f"(see '{self.prog} --help')\n")
+
+
 _MODEL_HELP = "model file written by 'skinestimator train' (e.g. model.skin)"
 
 
@@ -797,7 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skinestimator`` command."""
     from skinestimator import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Train, evaluate, explain and serve skin-lesion image classifiers. "
                     "Research tool, not a diagnosis.",
@@ -866,8 +1022,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="share held out to score each epoch (0: none); with --metadata whole "
                         "groups are held out")
-    p.add_argument("--patience", type=_positive_int, default=5,
-                   help="early-stopping patience in epochs (with validation)")
+    p.add_argument("--patience", type=_non_negative_int, default=5,
+                   help="stop after this many epochs without a better validation score and "
+                        "keep the best epoch (0: no early stopping, train all --epochs)")
     p.add_argument("--no-augment", action="store_true", help="no training augmentation")
     p.add_argument("--tta", action="store_true", help="test-time flip augmentation")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -923,7 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
                    help="how many of the most probable classes the page shows")
     p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, metavar="MB",
-                   help="largest accepted upload in megabytes")
+                   help="largest accepted upload in megabytes (1 MB = 1,000,000 bytes)")
     p.add_argument("--max-megapixels", type=_positive_float, default=50.0, metavar="MP",
                    help="largest accepted image in megapixels (width × height; larger uploads "
                         "are refused before decoding)")

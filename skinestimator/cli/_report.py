@@ -6,6 +6,7 @@ import base64
 import datetime as _dt
 import html
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,18 @@ def evaluation_metrics(y_true, proba: np.ndarray, classes) -> dict[str, Any]:
         positives = y_idx == k
         if 0 < positives.sum() < len(y_idx):
             auc[k] = roc_auc_score(positives, proba[:, k])
+    with warnings.catch_warnings():
+        # A folder (or a held-out part) without some classes is a normal thing to score;
+        # scikit-learn's warnings about it would leak onto the terminal, and coverage_note
+        # says what it means in the command line's own words.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        # Balanced accuracy over the classes present: the ISIC 2018 challenge metric.
+        balanced_accuracy = float(balanced_accuracy_score(y_idx, y_pred))
     out: dict[str, Any] = {
         "n_images": int(len(y_idx)),
         "accuracy": float(accuracy_score(y_idx, y_pred)),
-        # Balanced accuracy over the classes present: the ISIC 2018 challenge metric.
-        "balanced_accuracy": float(balanced_accuracy_score(y_idx, y_pred)),
+        "balanced_accuracy": balanced_accuracy,
         "macro_roc_auc": float(np.nanmean(auc)) if np.isfinite(auc).any() else None,
         "log_loss": float(log_loss(y_idx, np.clip(proba, 1e-15, 1), labels=labels)),
         "ece": float(expected_calibration_error(y_idx, proba, classes=labels)),
@@ -63,6 +71,31 @@ def evaluation_metrics(y_true, proba: np.ndarray, classes) -> dict[str, Any]:
         "classes": [str(c) for c in classes],
     }
     return out
+
+
+def coverage_note(metrics: dict[str, Any]) -> str | None:
+    """A caveat on the headline metrics when the images scored miss some of the model's classes.
+
+    Parameters
+    ----------
+    metrics : dict
+        As returned by :func:`evaluation_metrics`.
+
+    Returns
+    -------
+    note : str or None
+        One sentence, or None when every class has images.
+    """
+    present = [row["class"] for row in metrics["per_class"] if row["support"]]
+    absent = [row["class"] for row in metrics["per_class"] if not row["support"]]
+    if len(present) == 1:
+        return (f"all images are of one class ({present[0]}): balanced accuracy is that class's "
+                "recall and ROC AUC is undefined; score images of several classes to compare "
+                "models")
+    if absent:
+        return (f"no images of {', '.join(absent)}: balanced accuracy and macro ROC AUC cover "
+                f"the {len(present)} classes present")
+    return None
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:

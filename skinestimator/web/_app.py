@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["create_app", "serve", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_IMAGE_PIXELS"]
 
-DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 10_000_000  # 10 MB: decimal megabytes, as --max-upload-mb
 # 50 megapixels: above dermatoscope images and most phone photos (typically 12-48 MP), below
 # Pillow's decompression-bomb warning (89 MP). A small file can declare a huge image (a
 # "decompression bomb"), so the pixel count is checked from the header before decoding.
@@ -201,6 +201,15 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.4g}"
 
 
+def _file_size(n_bytes: int) -> str:
+    """Decimal units, at most one decimal: ``10_000_000`` -> ``"10 MB"``, ``1_500`` ->
+    ``"1.5 KB"``, ``999`` -> ``"999 bytes"`` (a limit of 0.001 MB must not read "0 MB")."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n_bytes} bytes" if n_bytes != 1 else "1 byte"
+
+
 def _display_size(shape) -> tuple[int, int]:
     height, width = shape
     scale = _DISPLAY_SIZE / max(height, width)
@@ -308,7 +317,7 @@ def _page(summary: dict[str, Any], *, max_upload_bytes: int,
         "<strong>Drag a photo of a skin lesion here</strong><br>or choose a file:<br>",
         "<input type='file' id='file-input' name='image' "
         "accept='image/jpeg,image/png,image/webp,image/tiff,image/bmp,image/gif'>",
-        f"<br><small>{_ACCEPTED}, up to {max_upload_bytes / 1e6:.0f} MB and "
+        f"<br><small>{_ACCEPTED}, up to {_file_size(max_upload_bytes)} and "
         f"{_megapixels(max_image_pixels)} megapixels</small></label>",
         "<button type='submit' id='analyse-button'>Analyse</button> <span id='status'></span>",
         "</form>",
@@ -383,8 +392,9 @@ def create_app(
         A fitted classifier (e.g. from :func:`skinestimator.deploy.load_model`).
     top_k : int, default=3
         Number of conditions listed.
-    max_upload_bytes : int, default=10 MB
-        Larger uploads are refused with status 413 before being read.
+    max_upload_bytes : int, default=10_000_000
+        Larger uploads (in bytes; the page shows decimal units, 1 MB = 10⁶ bytes) are refused
+        with status 413 before being read.
     max_image_pixels : int, default=50_000_000
         Images with more pixels (width × height) are refused with status 413 and a message
         saying so, judged from the file's header before any pixel is decoded: a small file can
@@ -449,8 +459,8 @@ def create_app(
         # Multipart framing adds a few hundred bytes around the file itself.
         if n_bytes > max_upload_bytes + 64 * 1024:
             raise UploadError(
-                f"The file is too large ({n_bytes / 1e6:.1f} MB); the limit is "
-                f"{max_upload_bytes / 1e6:.0f} MB.", 413,
+                f"The file is too large ({_file_size(n_bytes)}); the limit is "
+                f"{_file_size(max_upload_bytes)}.", 413,
             )
         try:
             form = await request.form(max_files=1, max_fields=4)
@@ -463,7 +473,7 @@ def create_app(
         await upload.close()
         if len(data) > max_upload_bytes:
             raise UploadError(
-                f"The file is too large; the limit is {max_upload_bytes / 1e6:.0f} MB.", 413
+                f"The file is too large; the limit is {_file_size(max_upload_bytes)}.", 413
             )
         if not data:
             raise UploadError(f"'{upload.filename}' is empty.", 400)
@@ -552,7 +562,8 @@ def serve(
         address exposes an unauthenticated medical-image upload page to the network.
     port : int, default=8000
     top_k : int, default=3
-    max_upload_bytes : int, default=10 MB
+    max_upload_bytes : int, default=10_000_000
+        Larger uploads are refused (see :func:`create_app`).
     max_image_pixels : int, default=50_000_000
         Images with more pixels are refused (see :func:`create_app`).
     log_level : str, default="warning"
