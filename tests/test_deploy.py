@@ -199,6 +199,21 @@ def test_integer_classes_keep_their_type(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
+def test_string_classes_keep_their_dtype(tmp_path):
+    # Labels from pandas are object arrays; a loaded model used to return '<U..' instead.
+    X, y = make_synthetic_lesions(n_samples=12, image_size=(16, 16), n_classes=2,
+                                  random_state=1)
+    for labels in (np.where(y == y[0], "mel", "nevus").astype(object),
+                   np.where(y == y[0], "mel", "nevus")):
+        clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, random_state=0,
+                                   validation_fraction=None).fit(X, labels)
+        save_model(clf, tmp_path / "str.skin")
+        loaded = load_model(tmp_path / "str.skin")
+        assert loaded.classes_.dtype == clf.classes_.dtype
+        assert loaded.predict(X).dtype == clf.predict(X).dtype
+        np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
 def test_class_weight_dict_keeps_its_key_types(tmp_path):
     X, y = make_synthetic_lesions(n_samples=12, image_size=(16, 16), n_classes=2,
                                   random_state=1)

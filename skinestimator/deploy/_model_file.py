@@ -237,6 +237,8 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": classes.tolist(),
         "classes_kind": class_kind,
+        # Object or fixed-width strings, as fit gave them: predict returns the same dtype.
+        "classes_object": bool(classes.dtype.kind == "O"),
         "backbone": params.get("backbone", None),
         "preprocessing": _json_safe(
             {
@@ -514,6 +516,8 @@ def load_model(path: str | os.PathLike):
             # A model trained on a GPU must still open on a laptop: predict on the CPU.
             params["device"] = "auto"
     classes = _classes_array(card["classes"], card.get("classes_kind", "str"), path)
+    if card.get("classes_object"):
+        classes = classes.astype(object)
     image_size = tuple(int(v) for v in card["preprocessing"]["image_size"])
 
     try:
