@@ -37,6 +37,7 @@ from .images import (
     read_image,
     resize_batch,
 )
+from .images._arrays import check_path_items
 from .networks import build_network
 
 __all__ = ["SkinLesionClassifier"]
@@ -591,6 +592,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if hasattr(X, "__len__") and getattr(X, "ndim", 1) > 0 and len(X) == 0:
             raise ValueError("X is empty: there are no images to " +
                              ("train on" if fitting else "predict"))
+        check_path_items(X, "SkinLesionClassifier")
         if is_path_sequence(X):
             paths = np.asarray([os.fspath(p) for p in X], dtype=object)
             if fitting and hasattr(self, "n_features_in_"):

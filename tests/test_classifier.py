@@ -226,6 +226,10 @@ def test_bad_inputs_are_reported(lesions_train):
         clf.predict("photo.jpg")
     with pytest.raises(ValueError, match="X is empty: there are no images to predict"):
         clf.predict([])
+    # Missing values among paths (a pandas merge) used to end in os.fspath's TypeError.
+    with pytest.raises(ValueError, match=r"X\[0\] is None; X\[2\] is NaN \(a missing value\), "
+                                         "not an image path"):
+        clf.predict([None, "a.jpg", float("nan")])
 
 
 def test_image_cache_folder_is_created(lesion_folder, tmp_path):

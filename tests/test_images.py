@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -434,3 +435,187 @@ def test_resize_batch_frames_arrays_as_read_image_frames_files(tmp_path, policy)
                                       from_file.sum(axis=(0, 2)) == 0)
     # Resampling differs (torch bilinear against Pillow bicubic), framing must not.
     assert np.abs(from_array - from_file).mean() < 25
+
+
+# ---------------------------------------------------------------- review fixes
+@pytest.mark.parametrize("channels, kind", [(3, "RGB"), (4, "RGBA")])
+def test_one_colour_image_is_not_read_as_grey_images(channels, kind):
+    # (H, W, 3) used to pass as H grey images 3 pixels wide: unchanged by ColorConstancy,
+    # resized to (H, 32, 32), and H rows of probabilities from the classifier.
+    from skinestimator.images import as_image_batch
+    from tests.conftest import tiny_classifier
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, channels), dtype=np.uint8)
+    message = (rf"shape \(40, 60, {channels}\).*one {kind} image.*image\[None\].*"
+               rf"\(40, 60, {channels}, 1\)")
+    for step in (ColorConstancy(), ImageResizer(size=(32, 32))):
+        with pytest.raises(ValueError, match=message):
+            step.fit_transform(image)
+    with pytest.raises(ValueError, match=message):
+        as_image_batch(image)
+    with pytest.raises(ValueError, match=message):  # the classifier validates through it too
+        tiny_classifier().fit(image, np.zeros(40, dtype=int))
+    # The batch of one the message asks for works, and so do grey images 3 or 4 pixels wide
+    # given a channel axis.
+    assert ImageResizer(size=(32, 32)).fit_transform(image[None]).shape == (1, 32, 32, channels)
+    grey = np.stack([image[..., 0], image[..., 1]])[:, :, :channels, None]  # (2, 40, C, 1)
+    assert ImageResizer(size=(8, 8)).fit_transform(grey).shape == (2, 8, 8, 1)
+    assert as_image_batch(grey).shape == (2, 40, channels, 3)
+
+
+def _tree_with_one_image(root):
+    (root / "nevus").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "nevus" / "a.png")
+    return root
+
+
+def test_load_image_folder_skips_files_in_hidden_folders(tmp_path):
+    root = _tree_with_one_image(tmp_path / "data")
+    for hidden in ("nevus/.ipynb_checkpoints/x-checkpoint.png", "nevus/.thumbs/t.png",
+                   "nevus/deep/.cache/c.png", "nevus/.hidden.png"):
+        (root / hidden).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(root / hidden)
+    Image.new("RGB", (4, 4)).save(root / "nevus" / "deep" / "b.png")  # visible, nested: kept
+    paths, _ = load_image_folder(root)
+    assert [Path(p).relative_to(root).as_posix() for p in paths] == [
+        "nevus/a.png", "nevus/deep/b.png"]
+
+
+def test_load_image_folder_follows_linked_folders_once(tmp_path):
+    root = _tree_with_one_image(tmp_path / "data")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (4, 4)).save(elsewhere / "b.png")
+    # A linked folder inside a class folder is read as a linked class folder is; a second
+    # link to the same folder and a link back up (a loop) add nothing and do not hang.
+    (root / "nevus" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "nevus" / "zz_again").symlink_to(elsewhere, target_is_directory=True)
+    (root / "nevus" / "loop").symlink_to(root / "nevus", target_is_directory=True)
+    (root / "melanoma").symlink_to(elsewhere, target_is_directory=True)
+    paths, labels = load_image_folder(root)
+    assert [Path(p).relative_to(root).as_posix() for p in paths] == [
+        "melanoma/b.png", "nevus/a.png", "nevus/linked/b.png"]
+    assert list(labels) == ["melanoma", "nevus", "nevus"]
+
+
+def _ham_tree(root, image_ids=("ISIC_0027419", "ISIC_0025030"), header="lesion_id,image_id,dx",
+              encoding="utf-8"):
+    (root / "images" / "nv").mkdir(parents=True)
+    rows = [header] + [f"HAM_{i:07d},{image_id},nv" for i, image_id in enumerate(image_ids)]
+    (root / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n", encoding=encoding)
+    return root
+
+
+def test_load_ham10000_matches_the_ending_in_any_case(tmp_path):
+    root = _ham_tree(tmp_path)
+    Image.new("RGB", (8, 6)).save(root / "images" / "nv" / "ISIC_0027419.JPG", format="JPEG")
+    Image.new("RGB", (8, 6)).save(root / "images" / "nv" / "ISIC_0025030.jpg")
+    paths, labels, groups = load_ham10000(root)
+    assert [Path(p).name for p in paths] == ["ISIC_0027419.JPG", "ISIC_0025030.jpg"]
+    assert list(labels) == ["nv", "nv"] and list(groups) == ["HAM_0000000", "HAM_0000001"]
+
+
+def test_load_ham10000_never_picks_one_of_two_different_files_silently(tmp_path):
+    root = _ham_tree(tmp_path)
+    real = root / "images" / "nv" / "ISIC_0027419.jpg"
+    Image.new("RGB", (60, 40), (200, 120, 90)).save(real)
+    Image.new("RGB", (60, 40)).save(root / "images" / "nv" / "ISIC_0025030.jpg")
+    # Byte-identical copies (an archive extracted twice) are one image, whichever is used.
+    (root / "copy").mkdir()
+    (root / "copy" / "ISIC_0027419.jpg").write_bytes(real.read_bytes())
+    assert np.array_equal(read_image(load_ham10000(root)[0][0]), read_image(real))
+    # Hidden folders are not searched, so a notebook checkpoint cannot clash.
+    (root / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (4, 4)).save(root / ".ipynb_checkpoints" / "ISIC_0027419.jpg")
+    load_ham10000(root)
+    # A different file of the same name (the reviewer's 4x4 preview) is an error naming both.
+    (root / "zz_preview").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "zz_preview" / "ISIC_0027419.jpg")
+    with pytest.raises(ValueError, match="two different files hold the image 'ISIC_0027419': "
+                                         "'.*copy/ISIC_0027419.jpg' and "
+                                         "'.*zz_preview/ISIC_0027419.jpg'"):
+        load_ham10000(root)
+
+
+def test_load_ham10000_reads_a_csv_with_a_byte_order_mark(tmp_path):
+    root = _ham_tree(tmp_path, image_ids=["ISIC_0027419"], encoding="utf-8-sig")
+    Image.new("RGB", (8, 6)).save(root / "images" / "nv" / "ISIC_0027419.jpg")
+    assert (root / "HAM10000_metadata.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    paths, _, groups = load_ham10000(root)
+    assert len(paths) == 1 and list(groups) == ["HAM_0000000"]
+    # A CSV that really lacks a column says which, and which columns it has.
+    _ham_tree(tmp_path / "other", header="lesion,image_id,dx")
+    with pytest.raises(ValueError, match=r"lacks the columns \['lesion_id'\].*"
+                                         r"found \['lesion', 'image_id', 'dx'\]"):
+        load_ham10000(tmp_path / "other")
+
+
+@pytest.mark.parametrize(
+    "mode, pixels, expected",
+    [
+        ("I", np.full((4, 6), 100, dtype=np.int32), np.full((4, 6), 100)),  # was 255
+        ("I", np.tile(np.arange(0, 101, 20, dtype=np.int32), (4, 1)),
+         np.tile(np.arange(0, 101, 20), (4, 1))),  # was stretched to 0..255
+        ("I", np.full((4, 6), 65535, dtype=np.int32), np.full((4, 6), 255)),  # 16-bit data
+        ("I", np.full((4, 6), 25700, dtype=np.int32), np.full((4, 6), 100)),  # as I;16 does
+        ("F", np.full((4, 6), 0.5, dtype=np.float32), np.full((4, 6), 128)),  # 0-1 range
+        ("F", np.full((4, 6), 0.2, dtype=np.float32), np.full((4, 6), 51)),  # was 255
+        ("F", np.full((4, 6), 100.0, dtype=np.float32), np.full((4, 6), 100)),  # 0-255 range
+        ("F", np.full((4, 6), 900.0, dtype=np.float32), np.full((4, 6), 255)),  # clipped
+    ],
+)
+def test_high_bit_depth_images_map_by_a_fixed_range(tmp_path, mode, pixels, expected):
+    image = Image.fromarray(pixels)
+    assert image.mode == mode
+    path = _save(tmp_path, "deep.tif", image)
+    with Image.open(path) as reread:
+        assert reread.mode == mode  # the file really is 32-bit
+    out = read_image(path)
+    np.testing.assert_array_equal(out[..., 0], expected)
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+
+
+@pytest.mark.parametrize(
+    "labels, shown",
+    [([[0], [9]], r"\[9\]"), ([[-1], [6]], r"\[-1\]"), ([[0.0], [6.0]], "float64")],
+)
+def test_load_dermamnist_checks_the_label_codes(tmp_path, labels, shown):
+    path = tmp_path / "dermamnist.npz"
+    np.savez(path, test_images=np.zeros((2, 28, 28, 3), dtype=np.uint8),
+             test_labels=np.array(labels))
+    with pytest.raises(ValueError, match=rf"dermamnist\.npz.*test_labels.*{shown}"):
+        load_dermamnist(path, split="test")
+
+
+def test_image_loader_names_items_that_are_not_paths(lesion_folder):
+    _, paths, _ = lesion_folder
+    with pytest.raises(ValueError, match=r"X\[1\] is None, not an image path"):
+        ImageLoader(size=(8, 8)).fit_transform([paths[0], None])
+    with pytest.raises(ValueError, match=r"X\[0\] is None, not an image path"):
+        ImageLoader(size=(8, 8)).fit([None, paths[0]])
+    # A NaN from a pandas merge, among others: every position is named.
+    items = [paths[0], float("nan"), paths[1], 3]
+    with pytest.raises(ValueError, match=r"X\[1\] is NaN.*; X\[3\] is 3 of type int"):
+        ImageLoader(size=(8, 8)).transform(items)
+
+
+def test_image_resizer_resize_policies():
+    wide = np.zeros((1, 10, 20, 3), dtype=np.uint8)
+    wide[:, :, :3] = 255  # a white band on the far left
+    stretched = ImageResizer(size=(10, 10)).fit_transform(wide)  # the default: unchanged
+    np.testing.assert_array_equal(
+        stretched, ImageResizer(size=(10, 10), resize="stretch").fit_transform(wide))
+    np.testing.assert_array_equal(stretched, resize_batch(wide, (10, 10)))
+    cropped = ImageResizer(size=(10, 10), resize="crop").fit_transform(wide)
+    padded = ImageResizer(size=(10, 10), resize="pad").fit_transform(wide)
+    assert stretched[0, :, 0].min() > 200 and cropped[0, :, 0].max() < 30
+    assert padded[0, 0].max() == 0 and padded[0, 5, 0].min() > 200
+    grey = wide[..., 0]  # other layouts take the policy too
+    np.testing.assert_array_equal(
+        ImageResizer(size=(10, 10), resize="crop").fit_transform(grey), cropped[..., 0])
+    assert clone(ImageResizer(resize="pad")).resize == "pad"
+    with pytest.raises(ValueError, match="resize must be one of"):
+        ImageResizer(resize="zoom").fit(wide)
+    fitted = ImageResizer(size=(10, 10)).fit(wide)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        fitted.set_params(resize="zoom").transform(wide)

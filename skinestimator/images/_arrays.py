@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -33,6 +34,40 @@ def is_path_sequence(X) -> bool:
     except TypeError:
         return False
     return len(items) == 1 and isinstance(items[0], (str, os.PathLike))
+
+
+def check_path_items(X, owner: str) -> None:
+    """Raise a ``ValueError`` naming every item of a sequence of paths that is not a path.
+
+    A ``None`` or NaN (a missing value from a pandas merge) among paths would otherwise fail
+    inside ``os.fspath`` with a ``TypeError`` that says neither which item nor that it is
+    missing, or, first in line, make the paths look like an array. Anything that holds no path
+    at all (image arrays) passes unchecked. ``owner`` names who needs the paths.
+    """
+    if isinstance(X, (str, bytes, os.PathLike)) or getattr(X, "ndim", 1) != 1:
+        return
+    try:
+        items = list(X)
+    except TypeError:
+        return
+    if not any(isinstance(item, (str, bytes, os.PathLike)) for item in items):
+        return
+    bad = [(i, item) for i, item in enumerate(items)
+           if not isinstance(item, (str, bytes, os.PathLike))]
+    if not bad:
+        return
+    shown = "; ".join(f"X[{i}] is {_describe_non_path(item)}" for i, item in bad[:5])
+    more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+    raise ValueError(f"{shown}{more}, not an image path; {owner} needs a file path (str or "
+                     "path-like) for every image")
+
+
+def _describe_non_path(item) -> str:
+    if item is None:
+        return "None"
+    if isinstance(item, numbers.Real) and math.isnan(item):
+        return "NaN (a missing value)"
+    return f"{item!r} of type {type(item).__name__}"
 
 
 def unflatten_images(X: np.ndarray, image_shape: Sequence[int] | None) -> np.ndarray:
@@ -72,10 +107,18 @@ def as_image_batch(X: np.ndarray, image_shape: Sequence[int] | None = None) -> n
 
     Accepts ``(n, H, W, 3)``, ``(n, H, W, 1)``, ``(n, H, W)`` (grey) and flattened ``(n, d)``.
     Grey images are repeated over three channels because every network takes RGB.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` has another number of dimensions or channels, or is a 3-D array whose last
+        axis is 3 or 4: that is one RGB(A) image ``(H, W, C)``, not ``H`` grey images (grey
+        images 3 or 4 pixels wide pass as ``(n, H, W, 1)``).
     """
     if X.ndim == 2:
         X = unflatten_images(X, image_shape)
     elif X.ndim == 3:
+        _check_not_one_colour_image(X)
         X = X[..., np.newaxis]
     elif X.ndim != 4:
         raise ValueError(
@@ -92,6 +135,31 @@ def as_image_batch(X: np.ndarray, image_shape: Sequence[int] | None = None) -> n
     if X.shape[-1] == 1:
         X = np.repeat(X, 3, axis=-1)
     return np.ascontiguousarray(X)
+
+
+def _check_not_one_colour_image(X) -> None:
+    """Refuse a 3-D array whose last axis is 3 or 4: one RGB(A) image, not a grey batch.
+
+    ``(n, H, W)`` is the layout of a batch of grey images, so one photo ``(H, W, 3)`` would
+    otherwise be read silently as ``H`` grey images of width 3 (and a prediction would have
+    ``H`` rows). Grey images that really are 3 or 4 pixels wide pass with a channel axis,
+    ``(n, H, W, 1)``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` has three dimensions and its last axis is 3 or 4.
+    """
+    shape = tuple(int(v) for v in np.shape(X))
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        kind = "RGB" if shape[-1] == 3 else "RGBA"
+        raise ValueError(
+            f"got an array of shape {shape}, which looks like one {kind} image (height, width, "
+            f"{shape[-1]}); pass a batch of one, image[None] of shape {(1, *shape)}. A 3-D "
+            "array would be read as a batch of grey images (n, height, width); to pass grey "
+            f"images {shape[-1]} pixels wide add a channel axis, images[..., None] of shape "
+            f"{(*shape, 1)}."
+        )
 
 
 def resize_batch(X: np.ndarray, size: Sequence[int], *, policy: str = "stretch",

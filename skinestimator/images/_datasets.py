@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import filecmp
 import os
 from pathlib import Path
 
@@ -30,8 +31,12 @@ def load_image_folder(root: str | os.PathLike, *, extensions=IMAGE_EXTENSIONS):
     Parameters
     ----------
     root : str or path-like
-        Folder holding one sub-folder per class (the sub-folder name is the label). Files
-        directly in ``root`` and hidden entries are ignored.
+        Folder holding one sub-folder per class (the sub-folder name is the label). Images in
+        nested folders of a class folder count for that class. Files directly in ``root`` and
+        hidden entries (names starting with ``"."``, and everything inside a hidden folder
+        such as ``.ipynb_checkpoints``) are ignored. Symbolic links to folders are followed,
+        class folders and folders inside them alike; a folder reached twice (a link loop, or
+        two links to one folder) is listed once.
     extensions : tuple of str
         File endings (case-insensitive) that count as images.
 
@@ -73,11 +78,7 @@ def load_image_folder(root: str | os.PathLike, *, extensions=IMAGE_EXTENSIONS):
         )
     paths, labels = [], []
     for class_dir in class_dirs:
-        files = sorted(
-            p
-            for p in class_dir.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
-        )
+        files = sorted(p for p in _visible_files(class_dir) if p.suffix.lower() in extensions)
         if not files:
             raise ValueError(
                 f"class folder '{class_dir}' holds no images (looked for {', '.join(extensions)})"
@@ -87,11 +88,36 @@ def load_image_folder(root: str | os.PathLike, *, extensions=IMAGE_EXTENSIONS):
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object)
 
 
+def _visible_files(folder: Path):
+    """Every file under ``folder`` outside hidden entries, following symbolic links to folders.
+
+    ``Path.rglob`` follows no links below its start on Python < 3.13, so a linked class folder
+    was read while a linked folder inside it was skipped. Each folder is entered once, by its
+    real path, which also ends link loops. Paths are returned as reached (through the links),
+    not resolved.
+    """
+    seen = set()
+    for directory, subdirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirs[:] = []
+            continue
+        seen.add(real)
+        # Sorted so that of two links to one folder the same one is always kept.
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in names:
+            path = Path(directory, name)
+            if not name.startswith(".") and path.is_file():
+                yield path
+
+
 def load_ham10000(root: str | os.PathLike, *, return_metadata: bool = False):
     """Load HAM10000: image paths, diagnoses and lesion ids.
 
     Expects ``root/HAM10000_metadata.csv`` and the images either as
-    ``root/images/<dx>/<image_id>.jpg`` or directly as ``root/**/<image_id>.jpg``.
+    ``root/images/<dx>/<image_id>.jpg`` or directly as ``root/**/<image_id>.jpg``. The
+    ending is matched case-insensitively (``.JPG`` too); hidden entries are ignored as in
+    :func:`load_image_folder`. The CSV may start with a byte-order mark (as Excel writes it).
 
     Parameters
     ----------
@@ -111,6 +137,16 @@ def load_ham10000(root: str | os.PathLike, *, return_metadata: bool = False):
         ``StratifiedGroupKFold``) or scores are inflated.
     metadata : dict of ndarray, only if ``return_metadata``
 
+    Raises
+    ------
+    FileNotFoundError
+        If the metadata CSV or an image it lists is missing.
+    ValueError
+        If the CSV lacks the columns ``lesion_id``, ``image_id`` or ``dx`` (the message lists
+        the columns found), or two different files under ``root`` have the name of one image
+        (the message names both; byte-identical copies are accepted and the first in sorted
+        order is used).
+
     Examples
     --------
     >>> from skinestimator import load_ham10000
@@ -122,18 +158,30 @@ def load_ham10000(root: str | os.PathLike, *, return_metadata: bool = False):
     csv_path = root / "HAM10000_metadata.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"HAM10000 metadata not found: '{csv_path}'")
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    # "utf-8-sig": Excel starts a saved CSV with a byte-order mark, which would otherwise
+    # become part of the first column's name.
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
     required = {"lesion_id", "image_id", "dx"}
-    if not rows or not required <= set(rows[0]):
-        raise ValueError(f"'{csv_path}' lacks the columns {sorted(required)}")
-    located = {p.stem: p for p in root.rglob("*.jpg")}
+    if not rows or not required <= set(columns):
+        found = f"found {columns}" if columns else "found no header"
+        raise ValueError(
+            f"'{csv_path}' lacks the columns {sorted(required - set(columns))} "
+            f"(needs {sorted(required)}; {found}" + ("" if rows else ", and no rows") + ")"
+        )
+    located: dict[str, list[Path]] = {}
+    for path in sorted(_visible_files(root)):
+        if path.suffix.lower() == ".jpg":
+            located.setdefault(path.stem, []).append(path)
     paths, missing = [], []
     for row in rows:
-        path = located.get(row["image_id"])
-        if path is None:
+        found_paths = located.get(row["image_id"])
+        if found_paths is None:
             missing.append(row["image_id"])
-        paths.append(str(path))
+            continue
+        paths.append(str(_one_image_file(row["image_id"], found_paths)))
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} images listed in '{csv_path}' are missing under '{root}', "
@@ -154,6 +202,23 @@ def load_ham10000(root: str | os.PathLike, *, return_metadata: bool = False):
         else:
             metadata[column] = np.asarray(values, dtype=object)
     return paths, labels, groups, metadata
+
+
+def _one_image_file(image_id: str, candidates: list[Path]) -> Path:
+    """The file of ``image_id``; several different files of that name are an error.
+
+    Copies with the same bytes (an archive extracted twice, a linked file) are one image, so
+    the first in sorted order is as good as any; files that differ leave no right choice.
+    """
+    first = candidates[0]
+    for other in candidates[1:]:
+        if not filecmp.cmp(first, other, shallow=False):
+            raise ValueError(
+                f"two different files hold the image {image_id!r}: '{first}' and '{other}'; "
+                "remove or rename one (for instance a preview or an edited copy) so that "
+                "each image id names one file"
+            )
+    return first
 
 
 _DERMAMNIST_KEYS = tuple(
@@ -183,7 +248,8 @@ def load_dermamnist(path: str | os.PathLike, *, split: str = "train"):
         If ``path`` does not exist, or is a folder without exactly one ``dermamnist*.npz``.
     ValueError
         If ``split`` is unknown, or the file is not a DermaMNIST ``.npz`` (not an ``.npz``
-        archive, or without the arrays of ``split``); the message names the file.
+        archive, or without the arrays of ``split``, or with labels that are not the integer
+        class codes 0-6); the message names the file.
     """
     path = Path(path)
     if not path.exists():
@@ -217,6 +283,19 @@ def load_dermamnist(path: str | os.PathLike, *, split: str = "train"):
             )
         images = data[f"{split}_images"]
         codes = data[f"{split}_labels"].reshape(-1)
+    n_classes = len(DERMAMNIST_CLASSES)
+    if codes.dtype.kind not in "iu":
+        raise ValueError(
+            f"'{path}': {split}_labels must hold integer class codes 0-{n_classes - 1}, got "
+            f"dtype {codes.dtype}"
+        )
+    # Checked because indexing would wrap -1 round to 'vasc' and give a bare IndexError for 7.
+    bad = np.unique(codes[(codes < 0) | (codes >= n_classes)])
+    if bad.size:
+        raise ValueError(
+            f"'{path}': {split}_labels holds codes outside 0-{n_classes - 1} "
+            f"({', '.join(DERMAMNIST_CLASSES)}): {bad[:10].tolist()}"
+        )
     return images, np.asarray(DERMAMNIST_CLASSES, dtype=object)[codes]
 
 

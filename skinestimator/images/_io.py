@@ -80,14 +80,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # Pillow's own conversion clips >255 to white; rescale the real range instead.
-        values = np.asarray(image, dtype=np.float64)
+        # Pillow's own conversion clips >255 to white. Each range below is fixed, never the
+        # image's own maximum: stretching to it made a dark image as bright as a light one.
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
         if mode.startswith("I;16"):
             top = 65535.0
+        elif mode == "I":
+            # 32-bit integers hold 8-bit or 16-bit data; only 0-255 fits the 8-bit range.
+            in_8_bit = values.size == 0 or (values.min() >= 0 and values.max() <= 255)
+            top = 255.0 if in_8_bit else 65535.0
         else:
-            top = float(values.max()) if values.size and values.max() > 0 else 1.0
-            if mode == "F" and top <= 1.0:
-                top = 1.0
+            # Floats are either 0-1 (the usual scientific convention) or 0-255.
+            top = 1.0 if values.size == 0 or values.max() <= 1.0 else 255.0
+        values = np.clip(values, 0.0, top)
         grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
     if mode == "P" and "transparency" in image.info:
@@ -167,8 +172,15 @@ def read_image(
     Notes
     -----
     The EXIF orientation tag is honoured (phone photos come out upright). Greyscale, palette,
-    CMYK and 16-bit images become RGB (16-bit values are rescaled, not clipped); transparency is
-    composited over white.
+    CMYK, 16-bit, 32-bit integer and floating-point images become RGB; transparency is
+    composited over white. High bit depths map to 0-255 by a fixed range, never by the
+    image's own maximum, so a dark image stays dark:
+
+    - 16-bit (``I;16``): 0-65535, divided by 257.
+    - 32-bit integer (``I``): kept as is when every value lies in 0-255 (8-bit data), else read
+      as 16-bit data, 0-65535 divided by 257 (values outside clipped).
+    - floating point (``F``): 0-1 scaled by 255 when no value exceeds 1, else 0-255 as is
+      (values outside clipped; NaN becomes 0).
 
     Examples
     --------

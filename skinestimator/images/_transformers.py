@@ -10,7 +10,13 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._arrays import is_path_sequence, resize_batch, unflatten_images
+from ._arrays import (
+    _check_not_one_colour_image,
+    check_path_items,
+    is_path_sequence,
+    resize_batch,
+    unflatten_images,
+)
 from ._io import RESIZE_POLICIES, read_image
 
 __all__ = ["ImageLoader", "ImageResizer", "ColorConstancy"]
@@ -86,6 +92,7 @@ class ImageLoader(TransformerMixin, BaseEstimator):
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
         if not isinstance(X, (str, bytes)) and getattr(X, "ndim", 1) == 1 and _is_empty(X):
             raise ValueError("ImageLoader got no image paths: X is empty")
+        check_path_items(X, "ImageLoader")
         if not is_path_sequence(X):
             raise ValueError(
                 "ImageLoader expects a 1-D sequence of image file paths, got "
@@ -108,7 +115,8 @@ class ImageLoader(TransformerMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If a parameter is invalid, or ``X`` is empty or not a 1-D sequence of paths.
+            If a parameter is invalid, or ``X`` is empty or not a 1-D sequence of paths, or an
+            item of ``X`` is not a path (``None``, NaN, ...); the message gives its position.
         """
         self.size_ = self._validate(X)
         return self
@@ -127,7 +135,8 @@ class ImageLoader(TransformerMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If a parameter is invalid, or ``X`` is empty or not a 1-D sequence of paths.
+            If a parameter is invalid, or ``X`` is empty or not a 1-D sequence of paths, or an
+            item of ``X`` is not a path (``None``, NaN, ...); the message gives its position.
         ImageReadError
             Naming the first file that cannot be read.
         """
@@ -166,6 +175,7 @@ class _ArrayImageTransformer(TransformerMixin, BaseEstimator):
 
         X_arr = check_array(X, allow_nd=True, dtype=(np.float64, np.float32, np.uint8))
         if X_arr.ndim == 3:
+            _check_not_one_colour_image(X_arr)
             return X_arr[..., np.newaxis], "grey"
         if X_arr.ndim != 4:
             raise ValueError(f"expected images (n, H, W[, C]) or (n, d), got shape {X_arr.shape}")
@@ -185,11 +195,19 @@ class _ArrayImageTransformer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array of shape (n, H, W, C), (n, H, W) or (n, d)
+            ``(n, H, W)`` is a batch of grey images; grey images 3 or 4 pixels wide must be
+            passed as ``(n, H, W, 1)``.
         y : ignored
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid, or ``X`` is a 3-D array whose last axis is 3 or 4 (one
+            RGB(A) image: pass ``image[None]``).
         """
         self._check_params()
         self._images_in(X, reset=True)
@@ -206,6 +224,12 @@ class _ArrayImageTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_out : ndarray
+
+        Raises
+        ------
+        ValueError
+            If ``X`` is a 3-D array whose last axis is 3 or 4 (one RGB(A) image: pass
+            ``image[None]``).
         """
         check_is_fitted(self)
         images, layout = self._images_in(X, reset=False)
@@ -224,6 +248,12 @@ class ImageResizer(_ArrayImageTransformer):
     ----------
     size : (height, width), default=(224, 224)
         Output size.
+    resize : {"crop", "pad", "stretch"}, default="stretch"
+        Resize policy when an image's aspect ratio differs from ``size``, as in
+        :class:`ImageLoader`: ``"crop"`` keeps the aspect ratio, scales to cover and cuts the
+        centre; ``"pad"`` scales to fit and pads with black; ``"stretch"`` distorts. The
+        default differs from ImageLoader's so that pipelines written before this parameter
+        existed keep their output.
     image_shape : tuple or None, default=None
         Only for 2-D input ``(n, d)``: the ``(height, width[, channels])`` each row unflattens
         to. Without it a row of ``s*s`` values is an ``s x s`` grey image, ``3*s*s`` an RGB one
@@ -242,15 +272,22 @@ class ImageResizer(_ArrayImageTransformer):
     (5, 256)
     """
 
-    def __init__(self, *, size: tuple[int, int] = (224, 224), image_shape=None):
+    def __init__(
+        self, *, size: tuple[int, int] = (224, 224), resize: str = "stretch", image_shape=None
+    ):
         self.size = size
+        self.resize = resize
         self.image_shape = image_shape
 
     def _check_params(self):
         _check_size(self.size)
+        if not isinstance(self.resize, str) or self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
 
     def _transform_images(self, images):
-        return resize_batch(images, _check_size(self.size))
+        # Checked again: set_params after fit must not slip an unknown policy through.
+        self._check_params()
+        return resize_batch(images, _check_size(self.size), policy=self.resize)
 
 
 class ColorConstancy(_ArrayImageTransformer):
