@@ -85,9 +85,9 @@ def test_input_checks_batch_size_one_image_and_empty(spot_model):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             explain(spot_model, X, batch_size=bad)
     # One RGB image is not read as SIZE grey images 3 pixels wide.
-    with pytest.raises(ValueError, match=r"shape \(48, 48, 3\).*images\[None\]"):
+    with pytest.raises(ValueError, match=r"shape \(48, 48, 3\).*image\[None\]"):
         explain(spot_model, X[0])
-    with pytest.raises(ValueError, match="one RGB image"):
+    with pytest.raises(ValueError, match=r"looks like one RGB image.*image\[None\]"):
         explain(spot_model, X[0].tolist())
     np.testing.assert_allclose(explain(spot_model, X[0][None]), reference[:1], atol=1e-6)
     # A 3-D array is a batch of grey images, as for predict_proba.
@@ -136,3 +136,41 @@ def test_overlay_heatmap():
         overlay_heatmap(image, heat, alpha=2)
     with pytest.raises(ValueError, match="heatmap"):
         overlay_heatmap(image, heat[None])
+
+
+def test_target_is_a_label_and_an_integer_for_text_labels_is_explained(spot_model):
+    X, _, _ = spot_images(2, seed=4)
+    message = (r"unknown class 1; the model knows: 'clear', 'spot'\. target takes class "
+               r"labels, not column indices: column 1 is 'spot'")
+    with pytest.raises(ValueError, match=message):
+        explain(spot_model, X, target=1)
+    with pytest.raises(ValueError, match=r"unknown class 7; the model knows: 'clear', 'spot'$"):
+        explain(spot_model, X, target=7)  # not a column either: no hint
+    np.testing.assert_allclose(explain(spot_model, X, target="spot"),
+                               explain(spot_model, X, target=["spot", "spot"]))
+
+
+class _OneChannelNet(torch.nn.Module):
+    """A feature map that is positive everywhere and a head where class 1 only counts against."""
+
+    def normalize(self, images):
+        return images.float() / 255.0
+
+    def features(self, x):
+        return x.mean(dim=1, keepdim=True) + 0.1
+
+    def head(self, feature_map):
+        pooled = feature_map.mean(dim=(2, 3))
+        return torch.cat([pooled, -pooled], dim=1)
+
+
+def test_heatmap_is_all_zero_without_positive_evidence_as_documented():
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    for_class, _ = gradcam(_OneChannelNet(), images, [0, 0, 0])
+    against, _ = gradcam(_OneChannelNet(), images, [1, 1, 1])
+    np.testing.assert_allclose(for_class.reshape(3, -1).max(axis=1), 1.0)
+    # Grad-CAM keeps positive evidence only (ReLU): nothing speaks for class 1.
+    assert not against.any()
+    doc = " ".join(explain.__doc__.split())
+    assert "all zeros where the image holds no positive evidence" in doc
+    assert "not a column index" in doc

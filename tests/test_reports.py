@@ -152,6 +152,51 @@ def test_top_k_at_or_above_the_number_of_classes_matches_scikit_learn():
     assert not report.summary.isna().any().any()
 
 
+def test_metric_helpers_refuse_scores_and_warn_about_rows_off_one():
+    from sklearn.metrics import log_loss
+
+    y = np.array([0, 0, 1, 1])
+    helpers = [
+        classification_metrics,
+        expected_calibration_error,
+        reliability_curve,
+        per_class_metrics,
+        OneVsRestRocDisplay.from_predictions,
+        ReliabilityDisplay.from_predictions,
+    ]
+    logits = np.array([[5.0, -3], [4, -2], [-1, 2], [3, 1]])
+    for helper in helpers:
+        # Scores used to give an "ECE" of 3.25 and a silently renormalized log loss.
+        with pytest.raises(ValueError, match="values greater than 1: 5.0"):
+            helper(y, logits)
+        with pytest.raises(ValueError, match="values lower than 0"):
+            helper(y, np.array([[1.1, -0.1], [1, 0], [0, 1], [0, 1]]) / 1.1)
+        with pytest.raises(ValueError, match="NaN"):
+            helper(y, np.array([[np.nan, 1], [1, 0], [0, 1], [0, 1]]))
+
+    # Rows off 1 warn once, as scikit-learn's log_loss does, and are scored as given.
+    off = np.array([[0.2, 0.2], [0.3, 0.1], [0.1, 0.3], [0.2, 0.2]])
+    with pytest.warns(UserWarning, match=r"do not sum to one: 4 of 4 rows \(row 0 sums to 0.4\)"
+                      ) as caught:
+        m = classification_metrics(y, off)
+    assert len([w for w in caught if "sum to one" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match="do not sum to one"):
+        expected = log_loss(y, off)
+    assert m["log_loss"] == pytest.approx(expected)
+    assert 0 <= m["ece"] <= 1
+
+    # float32 softmax rows miss 1 by rounding only: no warning, also once cast to float64.
+    rng = np.random.RandomState(0)
+    z = rng.normal(0, 3, (200, 7)).astype(np.float32)
+    proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y7 = rng.randint(0, 7, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for p in (proba, proba.astype(np.float64)):
+            classification_metrics(y7, p, classes=np.arange(7))
+            per_class_metrics(y7, p, classes=np.arange(7))
+
+
 def test_subgroup_gap_names_two_different_groups_when_all_tie():
     from sklearn.linear_model import LogisticRegression
 
@@ -274,6 +319,121 @@ def test_report_renders_as_text_markdown_and_self_contained_html(report, tmp_pat
         # A drawn plot, not a blank canvas.
         assert len(np.unique(np.asarray(image.convert("L")))) > 10
     assert not re.search(r"(src|href)=\"(https?:|//|file:)", page)  # nothing loaded from elsewhere
+
+
+def _three_classes(n_per_class=20, seed=0):
+    rng = np.random.RandomState(seed)
+    y = np.repeat([0, 1, 2], n_per_class)  # sorted: KFold(3) leaves one class out of each fold
+    return np.eye(3)[y] * 3 + rng.normal(0, 1, (len(y), 3)), y
+
+
+def test_report_warns_and_notes_a_class_missing_from_a_training_fold():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+
+    X, y = _three_classes()
+    with pytest.warns(RuntimeWarning, match="trained without class") as caught:
+        report = cross_validated_report(LogisticRegression(), X, y, cv=KFold(3))
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert [m.split(" (")[0] for m in messages] == [
+        f"Fold {k} trained without class {k}" for k in range(3)
+    ]
+    assert all("stratified" in m for m in messages)
+    assert caught[0].filename == __file__  # the user's line, not the library's
+    assert len(report.notes) == 3 and "fold 1 trained without class 1" in report.notes[1]
+    # A saved report says so too.
+    assert "Warning: fold 2 trained without class 2 (2 of 3 classes)" in report.to_text()
+    assert "- Warning: fold 0 trained without class 0" in report.to_markdown()
+    # Stratified folds train on every class: no warning, no note.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cross_validated_report(LogisticRegression(), X, y, cv=3).notes == []
+
+
+class _ProbaAs(BaseEstimator):
+    """Wrap LogisticRegression; ``transform`` turns its probabilities into what is tested."""
+
+    def __init__(self, transform=None):
+        self.transform = transform
+
+    def fit(self, X, y):
+        from sklearn.linear_model import LogisticRegression
+
+        self.model_ = LogisticRegression().fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.transform(self.model_.predict_proba(X))
+
+
+def _float32_softmax(proba):
+    z = np.log(proba).astype(np.float32) * np.float32(1.3)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def test_report_checks_the_estimators_probabilities():
+    X, y = _three_classes()
+    # float32 outputs (rows off 1 by rounding) pass without a word.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = cross_validated_report(_ProbaAs(_float32_softmax), X, y, cv=3)
+    assert report.notes == [] and 0 <= report.pooled_metrics["ece"] <= 1
+    # Rows off 1 warn once per report, not per fold, subgroup and plot, and are noted.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = cross_validated_report(_ProbaAs(lambda p: p * 0.5), X, y, cv=3,
+                                        subgroups={"sex": np.arange(60) % 2})
+        report.to_html()
+    off = [w for w in caught if "do not sum to one" in str(w.message)]
+    assert len(off) == 1 and issubclass(off[0].category, UserWarning)
+    assert "60 of 60 rows from _ProbaAs.predict_proba" in str(off[0].message)
+    assert "Warning: y_proba rows do not sum to one" in report.to_text()
+    # Scores are not probabilities: refused, naming the folds.
+    with pytest.raises(ValueError, match=r"returned values greater than 1 \(fold 0, 1, 2\)"):
+        cross_validated_report(_ProbaAs(lambda p: p * 5), X, y, cv=3)
+    with pytest.raises(ValueError, match=r"returned NaN or infinity \(fold 0, 1, 2\)"):
+        cross_validated_report(_ProbaAs(lambda p: p * np.nan), X, y, cv=3)
+
+
+class _NeverFitted(BaseEstimator):
+    def fit(self, X, y):
+        raise AssertionError("y must be checked before any fit")
+
+
+def test_report_checks_y_before_any_warning_or_fit():
+    X = np.zeros((60, 2))
+    cases = [
+        (np.array([0, "mel"] * 30, dtype=object), r"Mix of label input types \(string and "
+                                                  r"number\)"),
+        (np.zeros(60), r"at least 2 classes for a report, got 1 class \(0.0\)"),
+        (np.array(["mel"] * 60), r"got 1 class \('mel'\)"),
+        (np.array(["mel", None] * 30, dtype=object), "30 missing labels"),
+        (np.linspace(0, 1, 60), "Unknown label type"),
+    ]
+    for y, message in cases:
+        with warnings.catch_warnings():
+            # A single class used to warn about top_k first, then fail in the solver.
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=message):
+                cross_validated_report(_NeverFitted(), X, y, cv=3)
+
+
+def test_report_takes_subgroup_columns_of_shape_n_by_1():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _three_classes()
+    sex = np.where(np.arange(60) % 2, "male", "female")
+    flat = cross_validated_report(LogisticRegression(), X, y, cv=3, subgroups={"sex": sex})
+    column = cross_validated_report(LogisticRegression(), X, y, cv=3,
+                                    subgroups={"sex": sex[:, None]})
+    pd.testing.assert_frame_equal(column.subgroup_metrics["sex"], flat.subgroup_metrics["sex"])
+    frame = cross_validated_report(LogisticRegression(), X, y, cv=3,
+                                   subgroups={"sex": pd.DataFrame({"s": sex})})
+    pd.testing.assert_frame_equal(frame.subgroup_metrics["sex"], flat.subgroup_metrics["sex"])
+    with pytest.raises(ValueError, match=r"subgroup 'site' must have one value per sample.*"
+                                         r"got shape \(60, 2\)"):
+        cross_validated_report(_NeverFitted(), X, y, cv=3, subgroups={"site": np.zeros((60, 2))})
 
 
 @pytest.mark.filterwarnings("ignore:The groups parameter is ignored")

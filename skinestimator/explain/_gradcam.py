@@ -11,13 +11,10 @@ inference time only). The tests check the result against captum's ``LayerGradCam
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from skinestimator.images import is_path_sequence
 
 __all__ = ["explain", "overlay_heatmap", "gradcam"]
 
@@ -90,8 +87,10 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
         batch of grey images, so one RGB image ``(height, width, 3)`` is refused rather
         than read as ``height`` grey images 3 pixels wide: pass ``image[None]``.
     target : label, array-like of labels, or None, default=None
-        The class to explain: ``None`` explains each image's predicted class; one label
-        explains that class for every image; an array gives one label per image.
+        The class to explain, as a label of ``clf.classes_`` (``"mel"``), not a column
+        index: ``None`` explains each image's predicted class; one label explains that
+        class for every image; an array gives one label per image. Labels may also be
+        given as text (``"1"`` for the class ``1``).
     batch_size : int, default=32
         Images per forward pass (a positive integer).
 
@@ -99,14 +98,17 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     -------
     heatmaps : ndarray of shape (n_images, height, width), dtype float32
         At ``clf.image_size_``, aligned with ``clf.to_image_array(images)``; values in [0, 1],
-        1 at each image's strongest evidence.
+        1 at each image's strongest evidence for ``target``. A map is all zeros where the
+        image holds no positive evidence for that class: Grad-CAM keeps only what speaks
+        for the class (a ReLU), so a class the network sees nothing of, typically one
+        other than the predicted class, can give an empty map.
 
     Raises
     ------
     ValueError
         If ``clf`` is not fitted, ``batch_size`` is not a positive integer, ``images`` is
         empty (as for ``clf.predict_proba``) or one ``(height, width, 3)`` image, or
-        ``target`` names an unknown class.
+        ``target`` is not one of ``clf.classes_`` (the message lists them).
 
     See Also
     --------
@@ -117,8 +119,11 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     Grad-CAM (Selvaraju et al., 2017) weights the channels of the last convolutional feature
     map by the mean gradient of the class score and keeps the positive part, so its resolution
     is that of the feature map (e.g. 1/8 of the input for ``seed_cnn``, 1/32 for
-    EfficientNet), upsampled bilinearly. It shows what the model used, not what is medically
-    relevant: a model that learned a ruler or a skin marker will highlight it.
+    EfficientNet), upsampled bilinearly. Each map is scaled to a maximum of 1, so maps show
+    where, not how much: compare classes with the predicted probabilities, not the maps'
+    peaks; a map that is all zeros means no positive evidence at all. It shows what the
+    model used, not what is medically relevant: a model that learned a ruler or a skin marker
+    will highlight it.
 
     Examples
     --------
@@ -143,8 +148,7 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     module = getattr(getattr(clf, "net_", None), "module_", None)
     if module is None or not hasattr(clf, "classes_"):
         raise ValueError(f"{type(clf).__name__} is not fitted: call fit before explaining")
-    _check_not_one_rgb_image(images)
-    # Empty input raises here, with the classifier's own message.
+    # Empty input and one (H, W, 3) image raise here, with the classifier's own messages.
     arrays = np.asarray(clf.to_image_array(images))
     n = len(arrays)
     indices = None if target is None else _target_indices(clf.classes_, target, n)
@@ -158,26 +162,6 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
         cams, _ = gradcam(module, batch, chunk_target)
         heatmaps.append(cams)
     return np.concatenate(heatmaps)
-
-
-def _check_not_one_rgb_image(images) -> None:
-    """Refuse one ``(H, W, 3)`` image, which the classifier would read as H grey images."""
-    if isinstance(images, (str, bytes, os.PathLike)) or is_path_sequence(images):
-        return
-    shape = getattr(images, "shape", None)
-    if shape is None:
-        try:
-            shape = np.shape(images)
-        except ValueError:  # ragged nested lists: left to the classifier's checks
-            return
-    if len(shape) == 3 and shape[-1] == 3:
-        shape = tuple(int(v) for v in shape)
-        raise ValueError(
-            f"explain got an array of shape {shape}: one RGB image? Pass a batch, "
-            f"images[None] of shape {(1, *shape)}. (A 3-D array is read as a batch of grey "
-            "images (n, height, width); for grey images 3 pixels wide add a channel axis, "
-            "images[..., None].)"
-        )
 
 
 def _target_indices(classes, target, n: int) -> np.ndarray:
@@ -195,8 +179,20 @@ def _target_indices(classes, target, n: int) -> np.ndarray:
             # Labels may arrive as text (command line) for integer classes.
             matches = [i for c, i in lookup.items() if str(c) == str(label)]
             if not matches:
-                known = ", ".join(map(str, classes))
-                raise ValueError(f"unknown class {label!r}; the model knows: {known}")
+                known = ", ".join(map(repr, classes.tolist()))
+                hint = ""
+                if (
+                    isinstance(label, numbers.Integral)
+                    and not isinstance(label, bool)
+                    and 0 <= label < len(classes)
+                    and not any(isinstance(c, numbers.Integral) for c in lookup)
+                ):
+                    # An integer for a model with text labels is most likely a column index.
+                    hint = (
+                        f". target takes class labels, not column indices: column {label} "
+                        f"is {classes.tolist()[label]!r}"
+                    )
+                raise ValueError(f"unknown class {label!r}; the model knows: {known}{hint}")
             out.append(matches[0])
         else:
             out.append(lookup[label])

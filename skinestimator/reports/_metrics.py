@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 
 import numpy as np
@@ -51,6 +52,42 @@ def _top_k_warning(top_k: int, n_classes: int) -> str:
     )
 
 
+#: Relative tolerance on a row's sum: scikit-learn's for float32 probabilities (its square-root
+#: epsilon), used for every dtype because float32 network outputs usually arrive here already
+#: cast to float64 (as in :func:`cross_validated_report`), which would otherwise hide their
+#: rounding from a dtype-based tolerance.
+SUM_RTOL = float(np.sqrt(np.finfo(np.float32).eps))
+#: Start of the warning about rows that do not sum to one (callers filter on it).
+NOT_SUMMING_TO_ONE = "y_proba rows do not sum to one"
+
+
+def _check_probability_values(y_proba: np.ndarray) -> None:
+    """Refuse what cannot be probabilities; warn about rows that do not sum to one.
+
+    As :func:`sklearn.metrics.log_loss` (1.9): NaN, infinity and values outside [0, 1] raise,
+    rows off 1 warn and are used as given, not renormalized. Without these checks, scores or
+    logits gave an "ECE" above 1 and a log loss of silently renormalized rows.
+    """
+    if not np.isfinite(y_proba).all():
+        raise ValueError("y_proba contains NaN or infinity; pass predicted probabilities.")
+    if y_proba.size == 0:
+        return
+    hint = "pass predicted probabilities (predict_proba), not scores or logits."
+    if y_proba.max() > 1:
+        raise ValueError(f"y_proba contains values greater than 1: {y_proba.max()}; {hint}")
+    if y_proba.min() < 0:
+        raise ValueError(f"y_proba contains values lower than 0: {y_proba.min()}; {hint}")
+    sums = y_proba.sum(axis=1)
+    off = np.flatnonzero(~np.isclose(sums, 1.0, rtol=SUM_RTOL, atol=0.0))
+    if off.size:
+        warn_user(
+            f"{NOT_SUMMING_TO_ONE}: {off.size} of {len(sums)} rows (row {off[0]} sums to "
+            f"{sums[off[0]]:.6g}). Make sure to pass probabilities; the metrics use the values "
+            "as given, not renormalized.",
+            UserWarning,
+        )
+
+
 def _check_proba(y_true, y_proba, classes):
     y_true = np.asarray(y_true)
     y_proba = np.asarray(y_proba, dtype=float)
@@ -65,6 +102,7 @@ def _check_proba(y_true, y_proba, classes):
     unknown = np.setdiff1d(y_true, classes)
     if unknown.size:
         raise ValueError(f"y_true holds labels missing from classes: {unknown.tolist()}.")
+    _check_probability_values(y_proba)
     return y_true, y_proba, classes
 
 
@@ -79,7 +117,8 @@ def reliability_curve(y_true, y_proba, *, classes=None, n_bins: int = 10):
     y_true : array-like of shape (n_samples,)
         True labels.
     y_proba : array-like of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
+        Predicted probabilities, columns in the order of ``classes``: values in [0, 1],
+        each row summing to 1.
     classes : array-like of shape (n_classes,), default=None
         Column labels of ``y_proba``; default ``np.unique(y_true)``.
     n_bins : int, default=10
@@ -95,6 +134,20 @@ def reliability_curve(y_true, y_proba, *, classes=None, n_bins: int = 10):
         Number of predictions in each bin.
     bin_edges : ndarray of shape (n_bins + 1,)
         Bin edges.
+
+    Raises
+    ------
+    ValueError
+        If ``y_proba`` does not have shape ``(n_samples, n_classes)``, contains NaN,
+        infinity or values outside [0, 1] (scores or logits rather than probabilities),
+        or ``y_true`` holds labels missing from ``classes``.
+
+    Warns
+    -----
+    UserWarning
+        If rows of ``y_proba`` do not sum to 1 within a relative 3.5e-4 (the square root
+        of float32's epsilon, which float32 rounding stays within); they are used as
+        given, not renormalized, as by :func:`sklearn.metrics.log_loss`.
 
     Examples
     --------
@@ -133,7 +186,8 @@ def expected_calibration_error(y_true, y_proba, *, classes=None, n_bins: int = 1
     y_true : array-like of shape (n_samples,)
         True labels.
     y_proba : array-like of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
+        Predicted probabilities, columns in the order of ``classes``: values in [0, 1],
+        each row summing to 1.
     classes : array-like of shape (n_classes,), default=None
         Column labels of ``y_proba``; default ``np.unique(y_true)``.
     n_bins : int, default=10
@@ -143,6 +197,20 @@ def expected_calibration_error(y_true, y_proba, *, classes=None, n_bins: int = 1
     -------
     ece : float
         Expected calibration error in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If ``y_proba`` does not have shape ``(n_samples, n_classes)``, contains NaN,
+        infinity or values outside [0, 1] (scores or logits rather than probabilities),
+        or ``y_true`` holds labels missing from ``classes``.
+
+    Warns
+    -----
+    UserWarning
+        If rows of ``y_proba`` do not sum to 1 within a relative 3.5e-4 (the square root
+        of float32's epsilon, which float32 rounding stays within); they are used as
+        given, not renormalized, as by :func:`sklearn.metrics.log_loss`.
 
     Examples
     --------
@@ -184,7 +252,8 @@ def classification_metrics(
     y_true : array-like of shape (n_samples,)
         True labels.
     y_proba : array-like of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
+        Predicted probabilities, columns in the order of ``classes``: values in [0, 1],
+        each row summing to 1.
     classes : array-like of shape (n_classes,), default=None
         Column labels of ``y_proba``; default ``np.unique(y_true)``.
     top_k : int or None, default=None
@@ -200,6 +269,20 @@ def classification_metrics(
         ``n_samples``, ``accuracy``, ``balanced_accuracy``, ``f1_macro``,
         ``f1_weighted``, ``roc_auc_ovr_macro`` (mean one-vs-rest AUC over the
         classes present), ``top_<k>_accuracy``, ``log_loss`` and ``ece``.
+
+    Raises
+    ------
+    ValueError
+        If ``y_proba`` does not have shape ``(n_samples, n_classes)``, contains NaN,
+        infinity or values outside [0, 1] (scores or logits rather than probabilities),
+        or ``y_true`` holds labels missing from ``classes``.
+
+    Warns
+    -----
+    UserWarning
+        If rows of ``y_proba`` do not sum to 1 within a relative 3.5e-4 (the square root
+        of float32's epsilon, which float32 rounding stays within); they are used as
+        given, not renormalized, as by :func:`sklearn.metrics.log_loss`.
 
     Examples
     --------
@@ -242,11 +325,15 @@ def classification_metrics(
             metrics[f"top_{top_k}_accuracy"] = top_k_accuracy_score(
                 y_true, y_proba, k=top_k, labels=classes
             )
-        clipped = np.clip(y_proba, 1e-15, 1.0)
-        metrics["log_loss"] = log_loss(
-            y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes
+        # A probability of 0 for the true class costs -log(1e-15), not infinity. Rows off 1
+        # were warned about above and are scored as given, as scikit-learn scores them.
+        metrics["log_loss"] = log_loss(y_true, np.clip(y_proba, 1e-15, 1.0), labels=classes)
+    with warnings.catch_warnings():
+        # Already said once by _check_proba above.
+        warnings.filterwarnings("ignore", message=re.escape(NOT_SUMMING_TO_ONE))
+        metrics["ece"] = expected_calibration_error(
+            y_true, y_proba, classes=classes, n_bins=n_bins
         )
-    metrics["ece"] = expected_calibration_error(y_true, y_proba, classes=classes, n_bins=n_bins)
     return {name: float(value) for name, value in metrics.items()}
 
 
@@ -258,7 +345,8 @@ def per_class_metrics(y_true, y_proba, *, classes=None) -> pd.DataFrame:
     y_true : array-like of shape (n_samples,)
         True labels.
     y_proba : array-like of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
+        Predicted probabilities, columns in the order of ``classes``: values in [0, 1],
+        each row summing to 1.
     classes : array-like of shape (n_classes,), default=None
         Column labels of ``y_proba``; default ``np.unique(y_true)``.
 
@@ -267,6 +355,20 @@ def per_class_metrics(y_true, y_proba, *, classes=None) -> pd.DataFrame:
     table : pandas.DataFrame
         One row per class, columns ``precision``, ``recall``, ``f1``,
         ``roc_auc_ovr`` and ``support``.
+
+    Raises
+    ------
+    ValueError
+        If ``y_proba`` does not have shape ``(n_samples, n_classes)``, contains NaN,
+        infinity or values outside [0, 1] (scores or logits rather than probabilities),
+        or ``y_true`` holds labels missing from ``classes``.
+
+    Warns
+    -----
+    UserWarning
+        If rows of ``y_proba`` do not sum to 1 within a relative 3.5e-4 (the square root
+        of float32's epsilon, which float32 rounding stays within); they are used as
+        given, not renormalized, as by :func:`sklearn.metrics.log_loss`.
 
     Examples
     --------

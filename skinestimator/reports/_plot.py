@@ -131,7 +131,8 @@ class OneVsRestRocDisplay:
         y_true : array-like of shape (n_samples,)
             True labels.
         y_proba : array-like of shape (n_samples, n_classes)
-            Predicted probabilities, columns in the order of ``classes``.
+            Predicted probabilities, columns in the order of ``classes``; checked as by
+            :func:`classification_metrics` (values in [0, 1], rows summing to 1).
         classes : array-like of shape (n_classes,), default=None
             Column labels; default ``np.unique(y_true)``.
         ax : matplotlib.axes.Axes, default=None
@@ -303,7 +304,8 @@ class ReliabilityDisplay:
         y_true : array-like of shape (n_samples,)
             True labels.
         y_proba : array-like of shape (n_samples, n_classes)
-            Predicted probabilities, columns in the order of ``classes``.
+            Predicted probabilities, columns in the order of ``classes``; checked as by
+            :func:`classification_metrics` (values in [0, 1], rows summing to 1).
         classes : array-like of shape (n_classes,), default=None
             Column labels; default ``np.unique(y_true)``.
         n_bins : int, default=10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
@@ -17,13 +18,16 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.exceptions import DataConversionWarning, UndefinedMetricWarning
 from sklearn.metrics import ConfusionMatrixDisplay
-from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils import _safe_indexing, column_or_1d, indexable
+from sklearn.utils.multiclass import check_classification_targets
 
 from .._warnings import warn_user
 from ..model_selection._split import check_group_cv, check_groups_disjoint, fit_grouped
 from ._metrics import (
+    NOT_SUMMING_TO_ONE,
+    SUM_RTOL,
     _check_n_bins,
     _resolve_top_k,
     _top_k_warning,
@@ -52,6 +56,47 @@ def _estimator_name(estimator) -> str:
     return type(estimator).__name__
 
 
+def _check_target(y) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` as 1-D class labels and its sorted classes.
+
+    Checked before any warning or fit: a mix of strings and numbers used to fail in
+    ``np.unique`` with "'<' not supported", and a single class warned about top-k and then
+    failed inside the estimator's solver.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warn_user(
+            "A column-vector y was passed when a 1d array was expected; it is read as "
+            "y.ravel().",
+            DataConversionWarning,
+        )
+    y = column_or_1d(y)  # other shapes raise
+    if y.dtype == object:
+        missing = np.flatnonzero(pd.isna(y))
+        if missing.size:
+            raise ValueError(
+                f"y contains {missing.size} missing labels (None or NaN), e.g. at index "
+                f"{missing[0]}; drop those samples or give them a class."
+            )
+        kinds = {
+            "string" if isinstance(v, str)
+            else "number" if isinstance(v, numbers.Number)
+            else type(v).__name__
+            for v in y
+        }
+        if len(kinds) > 1:
+            raise ValueError(
+                f"Mix of label input types ({' and '.join(sorted(kinds, reverse=True))}) in "
+                "y; give every label the same type, e.g. y.astype(str)."
+            )
+    check_classification_targets(y)  # continuous or otherwise non-class targets
+    classes = np.unique(y)
+    if len(classes) < 2:
+        got = f"1 class ({classes.tolist()[0]!r})" if len(classes) else "no samples"
+        raise ValueError(f"y needs samples of at least 2 classes for a report, got {got}.")
+    return y, classes
+
+
 def _fit_predict(estimator, X, y, groups, train, test, classes):
     start = time.perf_counter()
     fit_grouped(
@@ -62,12 +107,52 @@ def _fit_predict(estimator, X, y, groups, train, test, classes):
     )
     fit_time = time.perf_counter() - start
     proba = np.asarray(estimator.predict_proba(_safe_indexing(X, test)), dtype=float)
-    # A class absent from a training part has no column: give it probability 0.
+    # A class absent from a training part has no column: give it probability 0. The caller
+    # warns about it: warnings raised here are lost in joblib's worker processes.
+    fitted_classes = np.asarray(estimator.classes_)
     aligned = np.zeros((len(test), len(classes)))
-    columns = np.searchsorted(classes, np.asarray(estimator.classes_))
-    aligned[:, columns] = proba
+    aligned[:, np.searchsorted(classes, fitted_classes)] = proba
+    missing = classes[~np.isin(classes, fitted_classes)]
     history = getattr(_final_step(estimator), "history_", None)
-    return aligned, fit_time, (list(history) if history is not None else None)
+    return aligned, fit_time, (list(history) if history is not None else None), missing
+
+
+def _check_out_of_fold_proba(y_proba, test_fold, estimator_name: str) -> tuple[np.ndarray, list]:
+    """The out-of-fold probabilities checked once, rather than in every metric of the report.
+
+    NaN, infinity and values outside [0, 1] raise, naming the folds; excursions within
+    rounding (``SUM_RTOL``) are clipped, so float32 outputs pass. Rows that do not sum to one
+    warn once and add a note to the report. Returns the probabilities and the notes.
+    """
+    where = f"{estimator_name}.predict_proba"
+
+    def folds_of(rows) -> str:
+        return ", ".join(map(str, np.unique(test_fold[rows])))
+
+    bad = ~np.isfinite(y_proba).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{where} returned NaN or infinity (fold {folds_of(bad)}).")
+    for outside, what in [
+        ((y_proba > 1 + SUM_RTOL).any(axis=1), "values greater than 1"),
+        ((y_proba < -SUM_RTOL).any(axis=1), "values lower than 0"),
+    ]:
+        if outside.any():
+            raise ValueError(
+                f"{where} returned {what} (fold {folds_of(outside)}); the report needs "
+                "probabilities."
+            )
+    y_proba = np.clip(y_proba, 0.0, 1.0)
+    sums = y_proba.sum(axis=1)
+    off = np.flatnonzero(~np.isclose(sums, 1.0, rtol=SUM_RTOL, atol=0.0))
+    if not off.size:
+        return y_proba, []
+    note = (
+        f"{NOT_SUMMING_TO_ONE}: {off.size} of {len(sums)} rows from {where} (fold "
+        f"{folds_of(off)}; row {off[0]} sums to {sums[off[0]]:.6g}); the metrics use them "
+        "as given, not renormalized."
+    )
+    warn_user(note, UserWarning)
+    return y_proba, [note]
 
 
 def _as_subgroup_frame(subgroups, n_samples: int) -> pd.DataFrame:
@@ -76,7 +161,9 @@ def _as_subgroup_frame(subgroups, n_samples: int) -> pd.DataFrame:
     if isinstance(subgroups, pd.DataFrame):
         frame = subgroups.reset_index(drop=True)
     elif isinstance(subgroups, Mapping):
-        frame = pd.DataFrame({name: _column_values(values) for name, values in subgroups.items()})
+        frame = pd.DataFrame(
+            {name: _column_values(name, values) for name, values in subgroups.items()}
+        )
     else:
         raise TypeError("subgroups must be a pandas DataFrame or a dict of column name to values.")
     if len(frame) != n_samples:
@@ -84,12 +171,30 @@ def _as_subgroup_frame(subgroups, n_samples: int) -> pd.DataFrame:
     return frame.apply(_subgroup_column)
 
 
-def _column_values(values):
-    """A subgroup column's values by position, keeping categories (their order is the table's)."""
+def _column_values(name, values):
+    """A subgroup column's values by position, keeping categories (their order is the table's).
+
+    A single column of shape ``(n_samples, 1)`` (e.g. ``df[["sex"]]``) is taken as its values;
+    anything else that is not one value per sample is refused with its shape, rather than
+    failing later on unhashable rows.
+    """
+    if isinstance(values, pd.DataFrame) and values.shape[1] == 1:
+        values = values.iloc[:, 0]
     if isinstance(values, (pd.Series, pd.Index)):
         return values.array
     if isinstance(values, pd.Categorical):
         return values
+    try:
+        shape = np.shape(values)
+    except ValueError:  # ragged nested sequences
+        shape = None
+    if shape is not None and len(shape) == 2 and shape[1] == 1:
+        return list(np.asarray(values)[:, 0])
+    if shape is None or len(shape) != 1:
+        raise ValueError(
+            f"subgroup {name!r} must have one value per sample, shape (n_samples,) or "
+            f"(n_samples, 1); got {'a ragged sequence' if shape is None else f'shape {shape}'}."
+        )
     return list(values)
 
 
@@ -234,6 +339,11 @@ class CrossValidationReport:
         ``k`` of the top-k accuracy.
     n_bins : int
         Confidence bins of the ECE and the reliability diagram.
+    notes : list of str
+        What :func:`cross_validated_report` warned about and the numbers depend on: a fold
+        whose training part lacked a class (its model gave that class probability 0), rows of
+        probabilities that do not sum to one. Shown in every rendering, so a saved report
+        keeps them.
     """
 
     def __init__(
@@ -251,8 +361,10 @@ class CrossValidationReport:
         top_k,
         n_bins,
         min_subgroup_size,
+        notes=(),
     ):
         self.estimator_name = estimator_name
+        self.notes = list(notes)
         self.cv_description = cv_description
         self.classes = classes
         self.y_true = y_true
@@ -268,11 +380,7 @@ class CrossValidationReport:
             self.test_fold[test] = k
 
         def metrics(mask):
-            with warnings.catch_warnings():
-                # cross_validated_report warns once, not per fold and subgroup.
-                warnings.filterwarnings(
-                    "ignore", message=re.escape(_top_k_warning(top_k, len(classes)))
-                )
+            with self._warned_once():
                 return classification_metrics(
                     y_true[mask], y_proba[mask], classes=classes, top_k=top_k, n_bins=n_bins
                 )
@@ -298,7 +406,8 @@ class CrossValidationReport:
             },
             index=pd.Index(names, name="metric"),
         )
-        self.per_class = per_class_metrics(y_true, y_proba, classes=classes)
+        with self._warned_once():
+            self.per_class = per_class_metrics(y_true, y_proba, classes=classes)
         self.subgroup_metrics = {}
         gap_rows = []
         for column in subgroups.columns:
@@ -347,6 +456,16 @@ class CrossValidationReport:
         self.subgroup_gaps = pd.DataFrame(gap_rows, columns=columns).set_index(
             ["subgroup", "metric"]
         )
+
+    @contextlib.contextmanager
+    def _warned_once(self):
+        """Silence what cross_validated_report warned about once, not per fold and subgroup."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=re.escape(_top_k_warning(self.top_k, len(self.classes)))
+            )
+            warnings.filterwarnings("ignore", message=re.escape(NOT_SUMMING_TO_ONE))
+            yield
 
     # ----------------------------------------------------------------- plots
     def plot_confusion_matrix(self, ax=None):
@@ -438,11 +557,12 @@ class CrossValidationReport:
 
     def _plots(self):
         """(title, base64 PNG) of every plot this report can draw."""
-        plots = [
-            ("Confusion matrix", _figure_png(self.plot_confusion_matrix, (6.5, 5.5))),
-            ("One-vs-rest ROC curves", _figure_png(self.plot_roc, (6.0, 6.0))),
-            ("Reliability diagram", _figure_png(self.plot_reliability, (6.0, 6.0))),
-        ]
+        with self._warned_once():
+            plots = [
+                ("Confusion matrix", _figure_png(self.plot_confusion_matrix, (6.5, 5.5))),
+                ("One-vs-rest ROC curves", _figure_png(self.plot_roc, (6.0, 6.0))),
+                ("Reliability diagram", _figure_png(self.plot_reliability, (6.0, 6.0))),
+            ]
         if any(self.histories):
             plots.append(("Training curves", _figure_png(self.plot_training_curves, (8.0, 6.0))))
         return plots
@@ -457,6 +577,7 @@ class CrossValidationReport:
             f"Cross-validation: {self.cv_description}",
             "Metrics of out-of-fold predictions: every prediction comes from a model that "
             "never saw the image.",
+            *(f"Warning: {note}" for note in self.notes),
         ]
 
     def _sections(self):
@@ -591,7 +712,7 @@ def cross_validated_report(
     X : array-like of images or image paths
         Anything ``estimator.fit`` accepts.
     y : array-like of shape (n_samples,)
-        Class labels.
+        Class labels of at least 2 classes, all strings or all numbers, none missing.
     groups : array-like of shape (n_samples,), default=None
         Group labels; no group is split across training and test, nor, for a
         ``SkinLesionClassifier`` or a Pipeline ending in one (its last step
@@ -601,7 +722,8 @@ def cross_validated_report(
         Folds; the test parts must cover every sample exactly once.
     subgroups : pandas.DataFrame or dict of str to array-like, default=None
         Columns (sex, age band, body site, skin type, ...) with one value per
-        sample; metrics are computed per value. Bin numeric columns first
+        sample, of shape ``(n_samples,)`` or ``(n_samples, 1)``; metrics are computed
+        per value. Bin numeric columns first
         (e.g. ``pandas.cut(age, [0, 30, 50, 70, 120])``). Missing values
         form the subgroup ``"missing"``.
     top_k : int or None, default=None
@@ -623,6 +745,27 @@ def cross_validated_report(
         Metrics, out-of-fold probabilities, folds and plots; render it with
         ``to_text()``, ``to_markdown()`` or ``to_html(path)``.
 
+    Raises
+    ------
+    ValueError
+        Before any fit: if ``y`` is not class labels (continuous values, missing labels, a
+        mix of strings and numbers) or has fewer than 2 classes; if a ``subgroups`` column
+        is not one value per sample (shape ``(n_samples,)`` or ``(n_samples, 1)``); if
+        ``cv`` does not put every sample in exactly one test part, or splits a group.
+        After fitting: if ``predict_proba`` returns NaN, infinity or values outside [0, 1].
+
+    Warns
+    -----
+    RuntimeWarning
+        If the training part of a fold lacks a class: that fold's model gives the class
+        probability 0 (as scikit-learn's ``cross_val_predict`` warns). The report's
+        ``notes`` keep it, and every rendering shows it.
+    UserWarning
+        If rows of ``predict_proba`` do not sum to one (beyond float32 rounding); the
+        metrics use them as given, and ``notes`` keep it.
+    UndefinedMetricWarning
+        If ``top_k >= n_classes`` (once per report).
+
     Examples
     --------
     >>> import numpy as np
@@ -643,8 +786,7 @@ def cross_validated_report(
     _resolve_top_k(top_k, 3)  # checked before any fitting; resolved once classes are known
     n_bins = _check_n_bins(n_bins)
     X, y, groups = indexable(X, y, groups)
-    y = np.asarray(y)
-    classes = np.unique(y)
+    y, classes = _check_target(y)
     top_k = _resolve_top_k(top_k, len(classes))
     if top_k >= len(classes):
         warn_user(
@@ -666,8 +808,27 @@ def cross_validated_report(
         for train, test in folds
     )
     y_proba = np.zeros((len(y), len(classes)))
-    for (_, test), (proba, _, _) in zip(folds, results, strict=True):
+    test_fold = np.empty(len(y), dtype=int)
+    notes = []
+    for k, ((_, test), (proba, _, _, missing)) in enumerate(zip(folds, results, strict=True)):
         y_proba[test] = proba
+        test_fold[test] = k
+        if missing.size:
+            # As scikit-learn's cross_val_predict warns; here the fold and the classes are named,
+            # and the report keeps the note, since its log loss and recall depend on it.
+            note = (
+                f"fold {k} trained without class {', '.join(map(str, missing))} "
+                f"({len(classes) - missing.size} of {len(classes)} classes): its model gives "
+                "that class probability 0."
+            )
+            notes.append(note)
+            warn_user(
+                f"{note[0].upper()}{note[1:]} Use a stratified splitter (an integer cv, "
+                "StratifiedKFold or StratifiedGroupKFold) or shuffle the samples.",
+                RuntimeWarning,
+            )
+    y_proba, proba_notes = _check_out_of_fold_proba(y_proba, test_fold, _estimator_name(estimator))
+    notes += proba_notes
     description = repr(splitter) if not hasattr(splitter, "cv") else type(splitter).__name__
     if groups is not None:
         description += (
@@ -680,10 +841,11 @@ def cross_validated_report(
         y_true=y,
         y_proba=y_proba,
         folds=folds,
-        fit_times=[fit_time for _, fit_time, _ in results],
-        histories=[history for _, _, history in results],
+        fit_times=[fit_time for _, fit_time, _, _ in results],
+        histories=[history for _, _, history, _ in results],
         subgroups=subgroup_frame,
         top_k=top_k,
         n_bins=n_bins,
         min_subgroup_size=min_subgroup_size,
+        notes=notes,
     )
