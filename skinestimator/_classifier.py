@@ -595,8 +595,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         check_path_items(X, "SkinLesionClassifier")
         if is_path_sequence(X):
             paths = np.asarray([os.fspath(p) for p in X], dtype=object)
-            if fitting and hasattr(self, "n_features_in_"):
-                del self.n_features_in_
+            if fitting:
+                self._forget_table_input()
             return paths, True
         integers = _holds_integers(X)
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
@@ -612,8 +612,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             array = check_array(
                 X, allow_nd=True, dtype=(np.float32, np.float64, np.uint8), ensure_min_features=1
             )
-            if fitting and hasattr(self, "n_features_in_"):
-                del self.n_features_in_
+            if fitting:
+                self._forget_table_input()
         if integers:
             array = _integer_pixels_as_uint8(array)
         else:
@@ -912,15 +912,27 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         offset = self.logit_adjustment * (log_share - log_share.mean())
         return torch.as_tensor(offset, dtype=torch.float32)
 
+    def _forget_table_input(self) -> None:
+        """A fit on images or paths: what an earlier fit on a table recorded no longer holds."""
+        for name in ("n_features_in_", "feature_names_in_"):
+            if hasattr(self, name):
+                delattr(self, name)
+
     def _sample_weights(self, y_encoded, sample_weight, n_samples, *, need_two_classes=True):
         weights = _check_sample_weight(
             sample_weight, np.empty((n_samples, 1)), dtype=np.float64, ensure_non_negative=True
         )
         if self.class_weight is not None:
-            present = np.unique(y_encoded)
             if self.class_weight == "balanced":
-                per_class = compute_class_weight("balanced", classes=present, y=y_encoded)
-                lookup = dict(zip(present, per_class))
+                # Weighted class totals, as scikit-learn's "balanced" counts them since 1.7: a
+                # sample of weight 0 must be the same as a sample left out.
+                present = np.unique(y_encoded[weights > 0])
+                lookup = dict.fromkeys(np.unique(y_encoded).tolist(), 0.0)
+                if present.size:
+                    kept = np.isin(y_encoded, present)
+                    per_class = compute_class_weight("balanced", classes=present,
+                                                     y=y_encoded[kept], sample_weight=weights[kept])
+                    lookup.update(zip(present.tolist(), per_class))
             else:
                 unknown = set(self.class_weight) - set(self.classes_.tolist())
                 if unknown:

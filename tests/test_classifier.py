@@ -398,6 +398,36 @@ def test_sample_weight_and_class_weight(lesions_train):
     clone(clf).set_params(class_weight="balanced").fit(X, y)
 
 
+def test_balanced_class_weight_counts_weighted_samples():
+    # scikit-learn's convention: a sample of weight 0 is a sample left out, also for the
+    # "balanced" class totals (it used to count as a whole sample of its class).
+    y = np.repeat([0, 1, 2], 20)
+    weights = np.ones(60)
+    weights[:10] = 0.0
+    clf = SkinLesionClassifier(class_weight="balanced")
+    effective = clf._sample_weights(y, weights, 60)
+    dropped = clf._sample_weights(y[10:], None, 50)
+    np.testing.assert_allclose(np.bincount(y, weights=effective),
+                               np.bincount(y[10:], weights=dropped))
+    np.testing.assert_allclose(effective[10:], dropped)
+
+
+def test_refit_on_images_forgets_the_tables_feature_names(lesions_train):
+    import pandas as pd
+
+    X, y = lesions_train
+    X, y = X[:30], y[:30]
+    table = pd.DataFrame(X.reshape(len(X), -1), columns=[f"px{i}" for i in range(X[0].size)])
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1, image_shape=X.shape[1:]))
+    assert list(clf.fit(table, y).feature_names_in_[:2]) == ["px0", "px1"]
+    clf.fit(X, y)
+    assert not hasattr(clf, "feature_names_in_") and not hasattr(clf, "n_features_in_")
+    renamed = table.set_axis([f"c{i}" for i in range(table.shape[1])], axis=1)
+    # It used to demand the first fit's column names; now only sklearn's usual warning.
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        assert clf.predict(renamed).shape == (30,)
+
+
 def test_logit_adjustment_offsets_the_training_loss_only(lesions_train):
     X, y = lesions_train
     # Rare "dark_round": 6 of 46 images.
