@@ -82,6 +82,7 @@ def test_model_card_records_what_a_reader_needs(fitted, model_file):
     assert len(card["sha256"]) == 64
     # The metrics default to the validation scores of the epoch whose weights were kept.
     assert 0.0 <= card["metrics"]["valid_bacc"] <= 1.0
+    assert "not recorded" in card["metrics"]["source"]  # fit(groups=) may have grouped it
     # The file is an ordinary safetensors file, readable by other tools.
     (n_header,) = struct.unpack("<Q", model_file.read_bytes()[:8])
     header = json.loads(model_file.read_bytes()[8 : 8 + n_header])

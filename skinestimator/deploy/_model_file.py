@@ -375,7 +375,10 @@ def _metrics_from_history(history: list[dict], early_stopping: bool) -> dict[str
     row = max(rows, key=lambda r: r["valid_bacc"]) if early_stopping else rows[-1]
     found = {k: row[k] for k in ("valid_bacc", "valid_acc", "valid_loss") if k in row}
     found["epoch"] = row.get("epoch")
-    found["source"] = "the classifier's internal validation split (not grouped by lesion)"
+    # fit(groups=) holds out whole lesions and X_val is the user's own: the history does not
+    # say which, so the card must not claim either (it used to say "not grouped" always).
+    found["source"] = ("the validation scores recorded by fit; whether that validation set "
+                       "held out whole lesions is not recorded")
     return found
 
 
