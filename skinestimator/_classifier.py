@@ -50,7 +50,7 @@ _MAX_DEFAULT_SHORT_SIDE = 224
 _SIZE_SAMPLE = 64
 # Everything fit sets; restored when a fit fails (see SkinLesionClassifier._fit).
 _FITTED_ATTRIBUTES = ("classes_", "image_size_", "device_", "net_", "history_",
-                      "n_features_in_", "feature_names_in_")
+                      "n_features_in_", "feature_names_in_", "_class_weight_seen")
 
 
 def _default_path_image_size(paths: np.ndarray) -> tuple[int, int]:
@@ -346,6 +346,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         ``sample_weight``) to the logits, so frequent classes must win by a wider margin and the
         network's own logits, which predict, treat the classes evenly at τ = 1. Use it with
         ``class_weight=None``: under "balanced" weights the shares are equal and it does nothing.
+        ``partial_fit`` uses the shares of all batches so far, so one-class batches still teach.
     validation_fraction : float or None, default=0.1
         Share of the training data held out (stratified, seeded by ``random_state``, and made
         of whole groups when ``fit`` gets ``groups``) to score
@@ -809,7 +810,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             )
 
         train_data = subset(train_idx, train=True)
-        logit_offset = self._logit_offset(y_encoded[train_idx], weights[train_idx])
+        logit_offset = self._logit_offset(y_encoded[train_idx], weights[train_idx],
+                                          streaming=epochs is not None and continuing)
         valid_data = subset(valid_idx, train=False) if valid_idx is not None else None
         if validation is not None:
             valid_data = self._validation_data(*validation, new_cache)
@@ -897,14 +899,21 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             cache=new_cache(len(images)) if from_paths else None,
         )
 
-    def _logit_offset(self, y_encoded, weights) -> torch.Tensor | None:
+    def _logit_offset(self, y_encoded, weights, *, streaming: bool) -> torch.Tensor | None:
         """τ·log(class share of the weighted training data), or None without adjustment.
 
         Centred, which leaves the softmax unchanged, so that equal shares give exactly zero.
+        ``streaming`` (a ``partial_fit`` after the first) adds this batch to the shares of all
+        batches so far: a batch's own shares would make a one-class batch's offset cancel its
+        loss, so that it taught nothing. (A loaded model file starts counting afresh.)
         """
+        weight_per_class = np.bincount(y_encoded, weights=weights, minlength=len(self.classes_))
+        seen = getattr(self, "_class_weight_seen", None)
+        if streaming and seen is not None and len(seen) == len(weight_per_class):
+            weight_per_class = weight_per_class + seen
+        self._class_weight_seen = weight_per_class
         if not self.logit_adjustment:
             return None
-        weight_per_class = np.bincount(y_encoded, weights=weights, minlength=len(self.classes_))
         share = weight_per_class / weight_per_class.sum()
         # A class absent from this training data (partial_fit's `classes`) gets a large
         # negative offset rather than -inf, which would turn the loss into NaN.

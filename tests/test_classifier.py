@@ -622,6 +622,25 @@ def test_same_seed_same_predictions_and_global_rng_untouched(lesions_train):
     assert not np.array_equal(first, other.predict_proba(X[:20]))
 
 
+def test_partial_fit_with_logit_adjustment_learns_from_one_class_batches():
+    # The offsets follow the class shares of every batch so far: from one batch alone, a
+    # one-class batch's offset cancelled its own loss and nothing was learned (0.59 here).
+    X, y = make_synthetic_lesions(n_samples=240, image_size=(32, 32), n_classes=2,
+                                  random_state=0)
+    classes = np.unique(y)
+    clf = SkinLesionClassifier(backbone="seed_cnn", class_weight=None, logit_adjustment=1.0,
+                               batch_size=8, validation_fraction=None, augment=False,
+                               random_state=0, lr=3e-3)
+    seen = np.zeros(2)
+    for rep in range(8):
+        for i, label in enumerate(classes):
+            batch = np.flatnonzero(y[:160] == label)[(rep % 4) * 20:(rep % 4 + 1) * 20]
+            clf.partial_fit(X[batch], y[batch], classes=classes)
+            seen[i] += len(batch)
+    np.testing.assert_allclose(clf._class_weight_seen, seen)
+    assert accuracy_score(y[160:], clf.predict(X[160:])) >= 0.9
+
+
 def test_partial_fit_and_warm_start_continue_training(lesions_train):
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1))
