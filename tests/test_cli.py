@@ -610,6 +610,13 @@ def test_outputs_replace_only_files_of_their_own_kind(model, data_dir, tmp_path,
     for path, content in kept.items():
         assert path.read_bytes() == content, f"{path} was overwritten"
 
+    # Nor a new file named like an image or a model: it would later pass for one.
+    for args in (("predict", model, image, "-o", tmp_path / "new.png"),
+                 ("evaluate", model, data_dir, "--report", tmp_path / "new.skin")):
+        code, _, err = run(capsys, *args, "-q")
+        assert_one_line_error(code, err, 2, "refusing to write", "under the name of")
+        assert not Path(args[-1]).exists()
+
     # An earlier output of the same kind is replaced, as before.
     earlier = {"predictions.json": "[]", "metrics.json": "{}", "report.html": "<p>old</p>"}
     for name, text in earlier.items():

@@ -306,6 +306,13 @@ def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: st
             raise CLIError(f"{option} '{out}' is {_kind_of(out)}; refusing to replace it with "
                            f"{writes} (only an existing {_one_of(suffixes)} file is "
                            "replaced): delete it or choose another file name", EXIT_USAGE)
+    # A new file too: predictions under photo.png or a report named model.skin would later pass
+    # for an image or a model (an image folder would even pick it up as a training image).
+    misleading = (*_image_suffixes(), ".skin")
+    if suffixes and out.suffix.lower() in misleading and out.suffix.lower() not in suffixes:
+        raise CLIError(f"{option} '{out}': refusing to write {writes} under the name of "
+                       f"{'a model file' if out.suffix.lower() == '.skin' else 'an image'}; "
+                       f"use a {_one_of(suffixes)} file name", EXIT_USAGE)
     for folder in out.parents:
         if folder.exists() or folder.is_symlink():
             if not folder.is_dir():
