@@ -17,7 +17,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_array, check_random_state, column_or_1d
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
@@ -935,13 +934,13 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if self.class_weight == "balanced":
                 # Weighted class totals, as scikit-learn's "balanced" counts them since 1.7: a
                 # sample of weight 0 must be the same as a sample left out.
-                present = np.unique(y_encoded[weights > 0])
+                # Written out: compute_class_weight only takes sample_weight from sklearn 1.7.
+                totals = np.bincount(y_encoded, weights=weights)
+                present = np.flatnonzero(totals > 0)
                 lookup = dict.fromkeys(np.unique(y_encoded).tolist(), 0.0)
                 if present.size:
-                    kept = np.isin(y_encoded, present)
-                    per_class = compute_class_weight("balanced", classes=present,
-                                                     y=y_encoded[kept], sample_weight=weights[kept])
-                    lookup.update(zip(present.tolist(), per_class))
+                    per_class = totals.sum() / (len(present) * totals[present])
+                    lookup.update(zip(present.tolist(), per_class.tolist()))
             else:
                 unknown = set(self.class_weight) - set(self.classes_.tolist())
                 if unknown:

@@ -2,7 +2,8 @@
 
 A fixed ``stacklevel`` is only right for one call path: ``fit`` reaches the input checks through
 more frames than ``predict_proba`` does, and a ``Pipeline`` adds its own. Walking up to the first
-frame outside the package gives the user's line on every path (Python 3.12's
+frame outside the package gives the user's line on every direct path (through a ``Pipeline``
+or a search it is the scikit-learn line that called the package) (Python 3.12's
 ``skip_file_prefixes`` does the same, but the package supports 3.10 and 3.11).
 """
 

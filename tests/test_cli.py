@@ -612,7 +612,8 @@ def test_outputs_replace_only_files_of_their_own_kind(model, data_dir, tmp_path,
 
     # Nor a new file named like an image or a model: it would later pass for one.
     for args in (("predict", model, image, "-o", tmp_path / "new.png"),
-                 ("evaluate", model, data_dir, "--report", tmp_path / "new.skin")):
+                 ("evaluate", model, data_dir, "--report", tmp_path / "new.skin"),
+                 ("train", data_dir, "--backbone", "seed_cnn", "-o", tmp_path / "model.png")):
         code, _, err = run(capsys, *args, "-q")
         assert_one_line_error(code, err, 2, "refusing to write", "under the name of")
         assert not Path(args[-1]).exists()

@@ -288,7 +288,7 @@ def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: st
     if out.is_dir():
         raise CLIError(f"{option} '{out}' is a folder; give a file name such as "
                        f"'{out / ('model.skin' if model else 'output')}'", EXIT_USAGE)
-    if out.exists():
+    if out.exists() and out.is_file():  # -o /dev/stdout: nothing to lose, nothing to read
         for source, description in inputs:
             if _same_file(out, source):
                 raise CLIError(f"{option} '{out}' is {description} of this command; writing "
@@ -309,7 +309,9 @@ def _check_output(path: str | os.PathLike, option: str, *, inputs=(), writes: st
     # A new file too: predictions under photo.png or a report named model.skin would later pass
     # for an image or a model (an image folder would even pick it up as a training image).
     misleading = (*_image_suffixes(), ".skin")
-    if suffixes and out.suffix.lower() in misleading and out.suffix.lower() not in suffixes:
+    if model:
+        suffixes = (".skin",)
+    if out.suffix.lower() in misleading and suffixes and out.suffix.lower() not in suffixes:
         raise CLIError(f"{option} '{out}': refusing to write {writes} under the name of "
                        f"{'a model file' if out.suffix.lower() == '.skin' else 'an image'}; "
                        f"use a {_one_of(suffixes)} file name", EXIT_USAGE)
