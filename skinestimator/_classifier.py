@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
@@ -25,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._runtime import resolve_device
-from ._validation import grouped_holdout
+from ._validation import grouped_holdout, random_holdout
 from ._warnings import warn_user
 from .data import BatchAugmentation, ImageCache, ImageDataset, worker_errors_unwrapped
 from .images import (
@@ -968,20 +967,13 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if groups is not None:
             return self._grouped_split(y_encoded, groups, seed)
         n_valid = int(math.ceil(self.validation_fraction * n))
-        n_classes = len(np.unique(y_encoded))
         if n_valid < 1 or n - n_valid < 2:
             warn_user(
                 f"too few samples ({n}) for validation_fraction="
                 f"{self.validation_fraction}; training without validation"
             )
             return np.arange(n), None
-        counts = np.bincount(y_encoded)
-        if counts[counts > 0].min() >= 2 and n_classes <= n_valid <= n - n_classes:
-            splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        else:
-            splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-        train_idx, valid_idx = next(splitter.split(np.zeros(n), y_encoded))
-        return np.sort(train_idx), np.sort(valid_idx)
+        return random_holdout(y_encoded, n_valid, seed=seed)
 
     def _grouped_split(self, y_encoded, groups, seed):
         try:

@@ -10,7 +10,23 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import ShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
+
+
+def random_holdout(y, n_valid: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, valid)``: ``n_valid`` samples held out at random, stratified by class
+    when every class has two samples and both parts can hold one of each.
+
+    The caller checks that ``n_valid`` leaves something on both sides.
+    """
+    n = len(y)
+    counts = np.unique(y, return_counts=True)[1]
+    if counts.min() >= 2 and len(counts) <= n_valid <= n - len(counts):
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+    else:
+        splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
+    train, valid = next(splitter.split(np.zeros(n), y))
+    return np.sort(train), np.sort(valid)
 
 
 def grouped_holdout(y, groups, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:

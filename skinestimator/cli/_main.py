@@ -449,21 +449,17 @@ def _holdout(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray
     ``valid`` is None when the images are too few to hold any out and still train on every
     class (the classifier learns its classes from what it trains on).
     """
-    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
+    from skinestimator._validation import random_holdout
 
     n = len(labels)
-    classes, counts = np.unique(labels, return_counts=True)
+    classes = np.unique(labels)
     n_valid = math.ceil(fraction * n)
     if n_valid < 1 or n - n_valid < len(classes):
         return np.arange(n), None
-    if counts.min() >= 2 and len(classes) <= n_valid <= n - len(classes):
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-    else:
-        splitter = ShuffleSplit(n_splits=1, test_size=n_valid, random_state=seed)
-    train, valid = next(splitter.split(np.zeros(n), labels))
+    train, valid = random_holdout(labels, n_valid, seed=seed)
     if len(np.unique(labels[train])) < len(classes):
         return np.arange(n), None
-    return np.sort(train), np.sort(valid)
+    return train, valid
 
 
 def cmd_train(args) -> int:
