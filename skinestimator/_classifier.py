@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_array, check_random_state, column_or_1d
+from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._runtime import resolve_device
-from ._validation import grouped_holdout, random_holdout
+from ._validation import fit_seeds, grouped_holdout, random_holdout
 from ._warnings import warn_user
 from .data import BatchAugmentation, ImageCache, ImageDataset, worker_errors_unwrapped
 from .images import (
@@ -776,9 +776,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if not from_paths and images.shape[1:3] != tuple(self.image_size_):
             images = resize_batch(images, self.image_size_, policy=self.resize)
 
-        rng = check_random_state(self.random_state)
-        torch_seed = int(rng.randint(np.iinfo(np.int32).max))
-        split_seed = int(rng.randint(np.iinfo(np.int32).max))
+        torch_seed, split_seed = fit_seeds(self.random_state)
         device = self._resolve_device()
         caches = []
 

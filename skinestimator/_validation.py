@@ -11,6 +11,19 @@ import warnings
 
 import numpy as np
 from sklearn.model_selection import ShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
+from sklearn.utils import check_random_state
+
+
+def fit_seeds(random_state) -> tuple[int, int]:
+    """``(torch_seed, split_seed)``: the seeds one ``fit`` draws from ``random_state``.
+
+    The command line draws its hold-out seed here too, so that ``train --seed S`` holds out the
+    same images as ``SkinLesionClassifier(random_state=S).fit`` and trains the same model.
+    """
+    rng = check_random_state(random_state)
+    torch_seed = int(rng.randint(np.iinfo(np.int32).max))
+    split_seed = int(rng.randint(np.iinfo(np.int32).max))
+    return torch_seed, split_seed
 
 
 def random_holdout(y, n_valid: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:

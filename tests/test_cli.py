@@ -71,6 +71,35 @@ def test_train_writes_a_model_file_with_a_card(model, data_dir):
     assert len(card["history"]) == 2
 
 
+def test_train_seed_holds_out_and_trains_as_the_python_api(model, data_dir, tmp_path, capsys):
+    """``train --seed S`` is ``SkinLesionClassifier(random_state=S).fit`` with the same options:
+    the same images held out, hence the same model."""
+    from sklearn.base import clone
+
+    from skinestimator import load_image_folder, load_model
+
+    paths, labels = load_image_folder(data_dir)
+    lesions = np.asarray([f"L{i // 2}" for i in range(len(paths))])  # two images per lesion
+    metadata = tmp_path / "metadata.csv"
+    with open(metadata, "w", newline="") as fh:
+        csv.writer(fh).writerows([("lesion_id", "image_id"),
+                                  *((g, Path(p).stem) for g, p in zip(lesions, paths))])
+    grouped = tmp_path / "grouped.skin"
+    code, _, err = run(capsys, "train", data_dir, "-o", grouped, "--metadata", metadata,
+                       "--validation-fraction", "0.25", "--seed", "3", *FAST)
+    assert code == 0, err
+
+    for path, groups in ((model, None), (grouped, lesions)):
+        cli_model = load_model(path)
+        clf = clone(cli_model).fit(paths, labels, groups=groups)
+        np.testing.assert_allclose(clf.predict_proba(paths), cli_model.predict_proba(paths),
+                                   atol=1e-6)
+        card = read_model_card(path)
+        assert [round(h["valid_loss"], 6) for h in card["history"]] == [
+            round(h["valid_loss"], 6) for h in clf.history_]
+    assert load_model(grouped).get_params()["random_state"] == 3
+
+
 def test_predict_formats(model, data_dir, capsys):
     images = sorted(str(p) for p in Path(data_dir).rglob("*.png"))
     code, out, _ = run(capsys, "predict", model, data_dir, "--format", "json", "--top-k", 2,

@@ -464,6 +464,7 @@ def _holdout(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray
 
 def cmd_train(args) -> int:
     from skinestimator import SkinLesionClassifier
+    from skinestimator._validation import fit_seeds
     from skinestimator.deploy import save_model
 
     from ._progress import epoch_progress, predict_proba_batched
@@ -478,18 +479,22 @@ def cmd_train(args) -> int:
     groups = None
     if args.metadata:
         groups = _grouping(paths, args.metadata, args.group_column, args.id_column)
-    # The validation split is made here rather than inside fit because the model card counts
-    # the images the network trained on, and the grouped report below needs its indices; and
-    # this early because data too few to split are a data mistake, reported alone too.
+    # The validation split is computed here as well as inside fit because the model card
+    # counts the images the network trained on, and the grouped report below needs its
+    # indices; and this early because data too few to split are a data mistake, reported
+    # alone too.
+    # Seeded as fit(random_state=--seed) seeds its own split, so that the Python API given the
+    # same seed and options holds out the same images and trains the same model.
+    _, split_seed = fit_seeds(args.seed)
     train_idx = np.arange(len(paths))
     valid_idx = None
     if groups is not None and args.validation_fraction:
         # Whole groups are held out (images of one lesion on both sides would inflate the
         # score that picks the best epoch).
         train_idx, valid_idx = _grouped_holdout(labels, groups, args.validation_fraction,
-                                                args.seed, group_column=args.group_column)
+                                                split_seed, group_column=args.group_column)
     elif args.validation_fraction:
-        train_idx, valid_idx = _holdout(labels, args.validation_fraction, args.seed)
+        train_idx, valid_idx = _holdout(labels, args.validation_fraction, split_seed)
     # ... and the output before training, so that a bad -o does not cost a training run.
     inputs = [(args.metadata, "the metadata file")] if args.metadata else []
     inputs += [(p, "an input image") for p in paths]
@@ -537,11 +542,9 @@ def cmd_train(args) -> int:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            if valid_idx is None:
-                clf.fit(paths[train_idx], labels[train_idx])
-            else:
-                clf.fit(paths[train_idx], labels[train_idx], X_val=paths[valid_idx],
-                        y_val=labels[valid_idx])
+            # fit holds out the very images of valid_idx itself (same rule, same seed), and
+            # so weighs the classes as a Python user's fit on this folder does.
+            clf.fit(paths, labels, groups=groups if valid_idx is not None else None)
         elapsed = time.perf_counter() - started
     except _data_errors() as exc:
         raise CLIError(one_line(exc), EXIT_DATA) from exc
