@@ -363,8 +363,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         so epochs after the first do not decode again. A string names the folder to put it in
         (created if missing).
     num_workers : int or "auto", default="auto"
-        DataLoader worker processes decoding files ("auto": one per spare core for paths, none
-        for arrays).
+        DataLoader worker processes decoding files ("auto": one per spare core, at most 4).
+        Arrays need none and get none; a prediction starts no more workers than it has
+        batches.
     device : {"auto", "cpu", "cuda", ...}, default="auto"
         "auto" uses a CUDA GPU when one is present. Set after fitting
         (``set_params(device="cpu")``), it moves the fitted network there for prediction.
@@ -980,12 +981,16 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             warn_user(f"{exc}; training without validation")
             return np.arange(len(y_encoded)), None
 
-    def _workers(self, from_paths: bool) -> int:
-        if self.num_workers != "auto":
-            return int(self.num_workers)
+    def _workers(self, from_paths: bool, n_batches: int | None = None) -> int:
+        """DataLoader worker processes: none for arrays, which have nothing to decode, and
+        never more than there are batches (each worker costs a process start per call)."""
         if not from_paths:
             return 0
-        return max(1, min(4, (os.cpu_count() or 2) - 1))
+        if self.num_workers != "auto":
+            workers = int(self.num_workers)
+        else:
+            workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+        return workers if n_batches is None else min(workers, n_batches)
 
     def _trains_on_cached_features(self, module) -> bool:
         """Head-only training without augmentation sees the same backbone features every
@@ -999,7 +1004,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
     def _pooled_features(self, module, data: ImageDataset) -> torch.Tensor:
         from torch.utils.data import DataLoader
 
-        workers = self._workers(data.from_paths)
+        workers = self._workers(data.from_paths,
+                                n_batches=math.ceil(len(data) / (2 * self.batch_size)))
         loader = DataLoader(data, batch_size=2 * self.batch_size, num_workers=workers,
                             multiprocessing_context=_worker_start_method() if workers else None)
         module.to(self.device_).eval()
@@ -1195,9 +1201,11 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.net_.tta = bool(self.tta)
         # skorch reads loader options from these attributes at every call; set_params would
         # re-initialize the net.
-        self.net_.iterator_valid__num_workers = self._workers(data.from_paths)
+        batch_size = self.predict_batch_size or self.batch_size
+        self.net_.iterator_valid__num_workers = self._workers(
+            data.from_paths, n_batches=math.ceil(len(data) / batch_size))
         self.net_.iterator_valid__persistent_workers = False
-        self.net_.iterator_valid__batch_size = self.predict_batch_size or self.batch_size
+        self.net_.iterator_valid__batch_size = batch_size
         self.net_.iterator_valid__multiprocessing_context = (
             _worker_start_method() if self.net_.iterator_valid__num_workers else None
         )

@@ -22,6 +22,7 @@ from skinestimator import (
     SkinLesionClassifier,
     load_ham10000,
     make_synthetic_lesions,
+    read_image,
     save_image_folder,
 )
 from tests.conftest import require_ham10000
@@ -300,6 +301,20 @@ def test_unreadable_file_in_a_worker_is_reported_in_one_line(lesion_folder, tmp_
     with pytest.raises(ImageReadError, match="ISIC_0024306.jpg") as error:
         clf.predict([paths[0], str(bad)])
     assert "\n" not in str(error.value)
+
+
+def test_prediction_starts_workers_only_for_files_and_never_more_than_batches(lesion_folder):
+    # A model file restores num_workers; predicting one uploaded array started them all.
+    _, paths, y = lesion_folder
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1), image_size=(32, 32),
+                               num_workers=3)
+    clf.fit(paths[:20], y[:20])
+    clf.predict_proba(read_image(paths[0], (32, 32))[None])
+    assert clf.net_.iterator_valid__num_workers == 0
+    clf.predict_proba(paths[:1])
+    assert clf.net_.iterator_valid__num_workers == 1
+    clf.set_params(predict_batch_size=8).predict_proba(paths[:20])
+    assert clf.net_.iterator_valid__num_workers == 3
 
 
 def test_a_failed_partial_fit_keeps_the_network_as_it_was(lesion_folder, tmp_path):
