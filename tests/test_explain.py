@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
-from skinestimator import SkinLesionClassifier
+from skinestimator import SkinLesionClassifier, make_synthetic_lesions
 from skinestimator.explain import explain, gradcam, overlay_heatmap
 from skinestimator.networks import LesionNet, SeedCNN
 
@@ -174,3 +178,74 @@ def test_heatmap_is_all_zero_without_positive_evidence_as_documented():
     doc = " ".join(explain.__doc__.split())
     assert "all zeros where the image holds no positive evidence" in doc
     assert "not a column index" in doc
+
+
+def quadrant_images(n, *, seed, size=16):
+    """Class "top_left" has a dark spot in the top-left quadrant, "elsewhere" in another one."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    labels = np.where(np.arange(n) % 2 == 0, "top_left", "elsewhere").astype(object)
+    for i in range(n):
+        image = np.array([220, 175, 150]) + rng.normal(0, 10, (size, size, 3))
+        top, left = (1, 1) if labels[i] == "top_left" else [(1, 0), (0, 1), (0, 0)][rng.randint(3)]
+        cy = rng.uniform(2, size / 2 - 2) + (0 if top else size / 2)
+        cx = rng.uniform(2, size / 2 - 2) + (0 if left else size / 2)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 4] = (60, 40, 30)
+        images[i] = np.clip(image, 0, 255)
+    return images, labels
+
+
+def test_default_target_is_the_class_predict_gives_with_tta(monkeypatch):
+    # Of the four flipped views tta averages, three put a top-left spot elsewhere: predict
+    # says "elsewhere" where the single unflipped pass Grad-CAM runs says "top_left".
+    X, y = quadrant_images(80, seed=0)
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=4, batch_size=16, lr=3e-3,
+                               augment=False, validation_fraction=None, random_state=0,
+                               tta=True).fit(X, y)
+    X_test = quadrant_images(12, seed=1)[0][::2]
+    predicted = clf.predict(X_test)
+    _, logits = gradcam(clf.net_.module_, torch.from_numpy(X_test.transpose(0, 3, 1, 2).copy()))
+    single_pass = clf.classes_[logits.argmax(axis=1)]
+    assert (single_pass != predicted).any(), "the test needs images where the two disagree"
+    np.testing.assert_allclose(explain(clf, X_test), explain(clf, X_test, target=predicted))
+    # Without tta the single pass is predict's own: no second prediction pass is run.
+    clf.set_params(tta=False)
+    predicted = clf.predict(X_test)
+    monkeypatch.setattr(clf, "predict_proba", lambda X: pytest.fail("predicted twice"))
+    np.testing.assert_allclose(explain(clf, X_test), explain(clf, X_test, target=predicted))
+
+
+def test_explains_a_fitted_pipeline_or_search_and_names_what_to_pass():
+    X, y = make_synthetic_lesions(n_samples=24, image_size=(32, 32), n_classes=2, random_state=0)
+    crop = FunctionTransformer(lambda images: images[:, 4:-4, 4:-4])
+
+    def classifier():
+        return SkinLesionClassifier(backbone="seed_cnn", image_size=(24, 24), max_epochs=1,
+                                    random_state=0)
+
+    pipe = Pipeline([("crop", crop), ("id", "passthrough"), ("clf", classifier())]).fit(X, y)
+    # The maps are those of the cropped images the classifier sees.
+    heatmaps = explain(pipe, X[:3])
+    assert heatmaps.shape == (3, 24, 24)
+    np.testing.assert_allclose(heatmaps, explain(pipe[-1], X[:3, 4:-4, 4:-4]))
+    np.testing.assert_allclose(explain(pipe, X[:3], target=pipe.predict(X[:3])), heatmaps)
+
+    search = GridSearchCV(Pipeline([("crop", crop), ("clf", classifier())]),
+                          {"clf__lr": [1e-3]}, cv=2).fit(X, y)
+    np.testing.assert_allclose(explain(search, X[:3]),
+                               explain(search.best_estimator_[-1], X[:3, 4:-4, 4:-4]))
+
+    with pytest.raises(ValueError, match=r"^Pipeline \(final estimator SkinLesionClassifier\) "
+                       r"is not fitted"):
+        explain(Pipeline([("clf", classifier())]), X[:1])
+    takes = "explain takes a fitted SkinLesionClassifier, a fitted Pipeline whose last step"
+    with pytest.raises(ValueError, match=takes + r".*got GridSearchCV, which is not fitted"):
+        explain(GridSearchCV(classifier(), {"lr": [1e-3]}), X[:1])
+    with pytest.raises(ValueError, match=takes + r".*GridSearchCV was fitted with refit=False"):
+        explain(search.set_params(refit=False).fit(X, y), X[:1])
+    with pytest.raises(ValueError, match=takes + r".*got LogisticRegression$"):
+        explain(LogisticRegression().fit(X.reshape(len(X), -1), y), X[:1])
+    with pytest.raises(ValueError, match=takes + r".*got Pipeline \(final estimator "
+                       r"'passthrough'\)$"):
+        explain(Pipeline([("clf", "passthrough")]), X[:1])

@@ -17,7 +17,7 @@ from PIL import Image  # noqa: E402
 from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
 from sklearn.exceptions import UndefinedMetricWarning  # noqa: E402
 from sklearn.metrics import roc_auc_score, top_k_accuracy_score  # noqa: E402
-from sklearn.model_selection import StratifiedKFold  # noqa: E402
+from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from skinestimator import load_ham10000, make_synthetic_lesions  # noqa: E402
@@ -474,6 +474,26 @@ def test_displays_follow_scikit_learn_conventions(report):
     assert roc2.estimator_name == "SkinLesionClassifier"
     with pytest.raises(ValueError, match="history"):
         TrainingCurvesDisplay.from_estimator(object())
+
+
+def test_training_curves_of_a_fitted_search_show_its_best_estimator():
+    # As the ROC and reliability displays take a fitted search, so do the training curves:
+    # the history is that of best_estimator_ (here a Pipeline), the model the search predicts with.
+    X, y = make_synthetic_lesions(n_samples=24, image_size=(32, 32), n_classes=2, random_state=3)
+    pipe = Pipeline([("id", "passthrough"), ("clf", tiny_classifier(max_epochs=2))])
+    search = GridSearchCV(pipe, {"clf__lr": [1e-3]}, cv=2).fit(X, y)
+    curves = TrainingCurvesDisplay.from_estimator(search)
+    np.testing.assert_allclose(
+        curves.lines_["valid_bacc"][0].get_ydata(),
+        [row["valid_bacc"] for row in search.best_estimator_[-1].history_],
+    )
+    assert curves.ax_.get_title() == "GridSearchCV: training curves"
+    assert OneVsRestRocDisplay.from_estimator(search, X, y).estimator_name == "GridSearchCV"
+    # Refitted with refit=False, the search keeps the earlier best_estimator_, stale.
+    search.set_params(refit=False).fit(X, y)
+    with pytest.raises(ValueError, match=r"GridSearchCV has no best_estimator_ \(fitted with "
+                       r"refit=False\)"):
+        TrainingCurvesDisplay.from_estimator(search)
 
 
 # ------------------------------------------------------------- HAM10000

@@ -78,8 +78,12 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
 
     Parameters
     ----------
-    clf : SkinLesionClassifier
-        A fitted classifier.
+    clf : SkinLesionClassifier, Pipeline or search
+        A fitted classifier; or a fitted :class:`~sklearn.pipeline.Pipeline` whose last step
+        is one (``images`` go through the earlier steps' ``transform`` first, as in
+        ``pipeline.predict``); or a fitted search (``GridSearchCV``,
+        ``OptunaLesionSearchCV``, ...) refitted with ``refit=True``, whose
+        ``best_estimator_`` (a classifier or such a Pipeline) is explained.
     images : array-like
         A batch, read as ``clf.predict_proba`` reads it: image paths, an array of RGB images
         ``(n, height, width, 3)``, grey images ``(n, height, width)`` or
@@ -88,7 +92,8 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
         than read as ``height`` grey images 3 pixels wide: pass ``image[None]``.
     target : label, array-like of labels, or None, default=None
         The class to explain, as a label of ``clf.classes_`` (``"mel"``), not a column
-        index: ``None`` explains each image's predicted class; one label explains that
+        index: ``None`` explains each image's predicted class, the one ``clf.predict`` gives
+        (with ``tta=True`` too, where it averages flipped views); one label explains that
         class for every image; an array gives one label per image. Labels may also be
         given as text (``"1"`` for the class ``1``).
     batch_size : int, default=32
@@ -97,7 +102,11 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     Returns
     -------
     heatmaps : ndarray of shape (n_images, height, width), dtype float32
-        At ``clf.image_size_``, aligned with ``clf.to_image_array(images)``; values in [0, 1],
+        At ``clf.image_size_``, aligned with ``clf.to_image_array(images)``. For a Pipeline
+        they are at its classifier's ``image_size_`` and aligned with the images the
+        classifier sees, the transformed ones,
+        ``pipeline[-1].to_image_array(pipeline[:-1].transform(images))``, not with
+        ``images`` themselves (a cropping or resizing step moves the pixels). Values in [0, 1],
         1 at each image's strongest evidence for ``target``. A map is all zeros where the
         image holds no positive evidence for that class: Grad-CAM keeps only what speaks
         for the class (a ReLU), so a class the network sees nothing of, typically one
@@ -106,7 +115,8 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     Raises
     ------
     ValueError
-        If ``clf`` is not fitted, ``batch_size`` is not a positive integer, ``images`` is
+        If ``clf`` is not fitted or is none of the estimators above (the message says what to
+        pass), ``batch_size`` is not a positive integer, ``images`` is
         empty (as for ``clf.predict_proba``) or one ``(height, width, 3)`` image, or
         ``target`` is not one of ``clf.classes_`` (the message lists them).
 
@@ -145,13 +155,21 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
-    module = getattr(getattr(clf, "net_", None), "module_", None)
-    if module is None or not hasattr(clf, "classes_"):
-        raise ValueError(f"{type(clf).__name__} is not fitted: call fit before explaining")
+    clf, transforms = _explained_classifier(clf)
+    module = clf.net_.module_
+    for transform in transforms:
+        images = transform.transform(images)
     # Empty input and one (H, W, 3) image raise here, with the classifier's own messages.
     arrays = np.asarray(clf.to_image_array(images))
     n = len(arrays)
-    indices = None if target is None else _target_indices(clf.classes_, target, n)
+    if target is not None:
+        indices = _target_indices(clf.classes_, target, n)
+    elif getattr(clf, "tta", False):
+        # Test-time augmentation averages four flipped views, whose top class can differ from
+        # that of the single unflipped pass Grad-CAM runs: take the class predict gives.
+        indices = np.argmax(clf.predict_proba(arrays), axis=1)
+    else:
+        indices = None  # the single pass's top class, which is what predict gives
 
     device = next(module.parameters()).device
     heatmaps = []
@@ -162,6 +180,65 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
         cams, _ = gradcam(module, batch, chunk_target)
         heatmaps.append(cams)
     return np.concatenate(heatmaps)
+
+
+def _explained_classifier(estimator):
+    """The fitted classifier that ``explain`` runs, and the fitted steps that prepare its input.
+
+    Unwraps a search's ``best_estimator_`` and a Pipeline's last step (in any nesting), so
+    that the classifier sees what it sees in ``estimator.predict``. Raises ``ValueError``
+    naming what to pass when that is not a fitted classifier.
+    """
+    from sklearn.pipeline import Pipeline
+
+    name = type(estimator).__name__
+    transforms = []
+    final = estimator
+    while True:
+        # best_estimator_ is absent before fit and with refit=False, or stale when a search
+        # is fitted again with refit=False.
+        if hasattr(final, "best_estimator_") and getattr(final, "refit", True) is not False:
+            final = final.best_estimator_
+        elif isinstance(final, Pipeline) and final.steps:
+            if len(final.steps) > 1:
+                transforms.append(final[:-1])
+            final = final.steps[-1][1]
+        else:
+            break
+    # A Pipeline's last step may be "passthrough" or None, which the type name would hide.
+    final_name = repr(final) if final is None or isinstance(final, str) else type(final).__name__
+    where = name if final is estimator else f"{name} (final estimator {final_name})"
+    if hasattr(final, "to_image_array"):
+        if getattr(getattr(final, "net_", None), "module_", None) is None or not hasattr(
+            final, "classes_"
+        ):
+            raise ValueError(f"{where} is not fitted: call fit before explaining")
+        return final, transforms
+    expected = (
+        "explain takes a fitted SkinLesionClassifier, a fitted Pipeline whose last step is "
+        "one, or a search over one fitted with refit=True (its best_estimator_ is explained)"
+    )
+    if hasattr(final, "cv_results_"):
+        raise ValueError(f"{expected}; {where} was fitted with refit=False: it has no "
+                         "best_estimator_")
+    # Only a wrapper (a search) would be explainable once fitted; for anything else,
+    # "not fitted" would suggest that fitting it helps.
+    unfitted_wrapper = hasattr(final, "estimator") and not _is_fitted(final)
+    raise ValueError(f"{expected}; got {where}" + (", which is not fitted" if unfitted_wrapper
+                                                   else ""))
+
+
+def _is_fitted(estimator) -> bool:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    except TypeError:  # not an estimator at all: "not fitted" would mislead
+        return True
+    return True
 
 
 def _target_indices(classes, target, n: int) -> np.ndarray:

@@ -36,6 +36,18 @@ def _final_step(estimator):
     return steps[-1][1] if steps else estimator
 
 
+def _refitted_model(estimator):
+    """The model a fitted search predicts with (its ``best_estimator_``), else ``estimator``.
+
+    The ROC and reliability displays need no unwrapping (a search has ``predict_proba``), but
+    the training history lives on the refitted model only.
+    """
+    # A search refitted with refit=False keeps a best_estimator_ from an earlier fit, stale.
+    if getattr(estimator, "refit", True) is False:
+        return estimator
+    return getattr(estimator, "best_estimator_", estimator)
+
+
 class OneVsRestRocDisplay:
     """One-vs-rest ROC curves, one per class, with their AUC.
 
@@ -524,8 +536,10 @@ class TrainingCurvesDisplay:
 
         Parameters
         ----------
-        estimator : fitted SkinLesionClassifier or Pipeline ending in one
-            Anything whose (final step's) ``history_`` is a list of per-epoch dicts.
+        estimator : fitted SkinLesionClassifier, Pipeline ending in one, or search
+            Anything whose (final step's) ``history_`` is a list of per-epoch dicts; a fitted
+            search (``GridSearchCV``, ``OptunaLesionSearchCV``, ...) shows that of its
+            ``best_estimator_`` (which needs ``refit=True``), the model refitted on all data.
         score_name : str, default="valid_bacc"
             History key of the validation score.
         ax : matplotlib.axes.Axes, default=None
@@ -538,12 +552,18 @@ class TrainingCurvesDisplay:
         display : TrainingCurvesDisplay
             The plotted display.
         """
-        final = _final_step(estimator)
-        history = getattr(final, "history_", None)
+        history = getattr(_final_step(_refitted_model(estimator)), "history_", None)
+        # Named like the other displays: a search keeps its own name.
+        name = name or type(_final_step(estimator)).__name__
         if history is None:
+            if hasattr(estimator, "cv_results_"):
+                raise ValueError(
+                    f"{type(estimator).__name__} has no best_estimator_ (fitted with "
+                    "refit=False), so no training history: refit it or pass a fitted "
+                    "SkinLesionClassifier."
+                )
             raise ValueError(
-                f"{type(final).__name__} has no history_: fit a SkinLesionClassifier first."
+                f"{name} has no history_: fit a SkinLesionClassifier first (or a Pipeline "
+                "ending in one, or a search over one with refit=True)."
             )
-        return cls.from_history(
-            history, score_name=score_name, ax=ax, name=name or type(final).__name__
-        )
+        return cls.from_history(history, score_name=score_name, ax=ax, name=name)
