@@ -235,14 +235,28 @@ def test_fit_grouped_reaches_the_last_step_of_a_pipeline(lesions):
 
 
 def test_fit_grouped_follows_metadata_routing(lesions):
+    import warnings
+
     X, y = lesions
     groups = np.arange(len(y)) // 3
     direct = tiny_classifier(max_epochs=1).fit(X, y, groups=groups)
+
+    def unrouted_warnings(record):
+        return [w for w in record if "set_fit_request(groups=True)" in str(w.message)]
+
     with config_context(enable_metadata_routing=True):
         requested = tiny_classifier(max_epochs=1).set_fit_request(groups=True)
-        pipe = fit_grouped(Pipeline([("clf", requested)]), X, y, groups)
-        # Without the request a routed Pipeline must not be handed groups (it would raise).
-        fit_grouped(Pipeline([("clf", tiny_classifier(max_epochs=1))]), X, y, groups)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            pipe = fit_grouped(Pipeline([("clf", requested)]), X, y, groups)
+            declined = tiny_classifier(max_epochs=1).set_fit_request(groups=False)
+            fit_grouped(Pipeline([("clf", declined)]), X, y, groups)
+        assert not unrouted_warnings(record)
+        # Without the request a routed Pipeline must not be handed groups (it would raise),
+        # and the step's early stopping would silently score on lesions it trained on: warn.
+        with pytest.warns(UserWarning, match=r"'clf'.*set_fit_request\(groups=True\)"):
+            fit_grouped(Pipeline([("clf", tiny_classifier(max_epochs=1))]), X, y, groups)
+    # The requested step got the groups: the same model as a direct grouped fit.
     np.testing.assert_allclose(pipe.predict_proba(X[:4]), direct.predict_proba(X[:4]), atol=1e-6)
 
 
@@ -262,6 +276,11 @@ def test_pruning_needs_the_inner_validation_split(lesions):
         ({"n_trials": None, "timeout": None}, "never ends"),
         ({"n_jobs": 0}, "n_jobs"),
         ({"storage": 3}, "storage"),
+        # Refused before any trial is fitted, not after every trial failed.
+        ({"scoring": ["accuracy", "balanced_accuracy"]}, "multi-metric scoring"),
+        ({"scoring": ("accuracy",)}, "multi-metric scoring"),
+        ({"scoring": {"acc": "accuracy"}}, "multi-metric scoring"),
+        ({"refit": "balanced_accuracy"}, "refit must be True, False or a callable"),
     ],
 )
 def test_invalid_parameters_are_rejected_in_fit(lesions, params, message):
@@ -490,3 +509,172 @@ def test_a_pipeline_in_the_search_gets_groups_and_the_docstrings_say_so(lesions)
     for doc in (OptunaLesionSearchCV.fit.__doc__, cross_validated_report.__doc__):
         assert "not a Pipeline" not in doc
         assert "Pipeline ending in one" in doc
+
+
+# ------------------------------------------------------------------ reviewed bugs
+def _linear_data(n=60):
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(n, 3), np.arange(n) % 2
+    X[:, 0] += 0.5 * y
+    return X, y
+
+
+def _linear_search(param_distributions, **params):
+    from sklearn.linear_model import LogisticRegression
+
+    return OptunaLesionSearchCV(
+        LogisticRegression(),
+        param_distributions,
+        **{"default_space": False, "n_trials": 2, "cv": 2, "random_state": 0, **params},
+    )
+
+
+def test_resuming_with_scoring_none_after_a_named_scoring_is_refused():
+    # None used to be recorded as "unknown" and skipped, so accuracy-like scores were ranked
+    # together with the stored balanced accuracies.
+    X, y = _linear_data()
+    storage = optuna.storages.InMemoryStorage()
+    params = dict(storage=storage, study_name="scoring-none")
+    _linear_search({"C": [0.1, 1.0]}, scoring="balanced_accuracy", **params).fit(X, y)
+    with pytest.raises(
+        ValueError, match="scoring='balanced_accuracy' there, \"the estimator's score method\""
+    ):
+        _linear_search({"C": [0.1, 1.0]}, scoring=None, **params).fit(X, y)
+    # The other way round too, while the same None resumes.
+    params["study_name"] = "scoring-none-first"
+    _linear_search({"C": [0.1, 1.0]}, scoring=None, **params).fit(X, y)
+    with pytest.raises(ValueError, match="score method\" there, 'balanced_accuracy' here"):
+        _linear_search({"C": [0.1, 1.0]}, scoring="balanced_accuracy", **params).fit(X, y)
+    resumed = _linear_search({"C": [0.1, 1.0]}, scoring=None, **params).fit(X, y)
+    assert len(resumed.study_.trials) == 4
+
+
+def test_a_callable_refit_picks_the_row_as_in_grid_search():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = _linear_data(80)
+    grid = {"C": [1e-3, 1e-2, 1.0, 100.0]}
+
+    def smallest_c(results):
+        return int(np.argmin([p["C"] for p in results["params"]]))
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="grid", direction="maximize")
+    for c in grid["C"]:
+        study.enqueue_trial({"C": c})
+    search = _linear_search(
+        grid, n_trials=4, storage=storage, study_name="grid", refit=smallest_c
+    ).fit(X, y)
+    gs = GridSearchCV(LogisticRegression(), grid, cv=2, refit=smallest_c).fit(X, y)
+
+    assert search.best_params_ == gs.best_params_ == {"C": 1e-3}
+    assert search.best_estimator_.C == 1e-3
+    # The smallest C is not the best scoring: the callable, not the score, chose.
+    assert search.cv_results_["rank_test_score"][search.best_index_] > 1
+    assert search.cv_results_["params"][search.best_index_] == {"C": 1e-3}
+    assert search.best_trial_.number == search.cv_results_["number"][search.best_index_]
+    assert not hasattr(search, "best_score_") and not hasattr(gs, "best_score_")
+
+    with pytest.raises(IndexError, match="out of range"):
+        _linear_search(grid, refit=lambda results: 99).fit(X, y)
+    with pytest.raises(TypeError, match="not an integer"):
+        _linear_search(grid, refit=lambda results: "0").fit(X, y)
+    with pytest.raises(ValueError, match="refit must be True, False or a callable"):
+        _linear_search(grid, refit="balanced_accuracy").fit(X, y)
+
+
+def test_tied_scores_share_a_rank_and_nan_ranks_last():
+    study = optuna.create_study(direction="maximize")
+    dist = {"C": CategoricalDistribution([1, 2, 3])}
+    for value in (0.5, 0.7, 0.7, None, 0.5):
+        state = TrialState.FAIL if value is None else TrialState.COMPLETE
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"C": 1}, distributions=dist, value=value, state=state,
+                user_attrs={"split_test_scores": [value or np.nan] * 2},
+            )
+        )
+    results = OptunaLesionSearchCV._make_cv_results(study)
+    # scipy.stats.rankdata(-scores, method="min") with NaN last, as GridSearchCV ranks.
+    assert list(results["rank_test_score"]) == [3, 1, 1, 5, 3]
+
+    # Through a search: equal scores, equal ranks.
+    X, y = _linear_data()
+    search = _linear_search({"C": [1.0, 1.0 + 1e-12]}, n_trials=4).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(scores == scores[0])
+    assert list(search.cv_results_["rank_test_score"]) == [1, 1, 1, 1]
+
+
+def test_pruning_skips_epochs_without_the_monitored_score(lesions):
+    # Too few lesions per class to hold whole ones out: the classifier trains without its
+    # validation split, and the default pruner used to fail every trial with a KeyError.
+    X, y = lesions[0][:48], lesions[1][:48]
+    groups = np.arange(len(y)) // 2
+    search = OptunaLesionSearchCV(
+        tiny_classifier(max_epochs=1, validation_fraction=0.1),
+        {"lr": [1e-2]},
+        default_space=False,
+        n_trials=1,
+        cv=2,
+        random_state=0,
+    )
+    with pytest.warns(UserWarning, match="training without validation"):
+        search.fit(X, y, groups=groups)
+    trial = search.study_.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    # A fold that trained without validation reported nothing (2 folds x 1 epoch otherwise).
+    assert len(trial.intermediate_values) < 2
+    assert np.isfinite(search.best_score_)
+
+
+def test_an_interrupted_search_keeps_its_finished_trials():
+    from sklearn.linear_model import LogisticRegression
+
+    class Interrupting(LogisticRegression):
+        calls = 0
+
+        def fit(self, X, y):
+            type(self).calls += 1
+            if type(self).calls == 7:  # Ctrl-C during the 4th trial (2 folds each)
+                raise KeyboardInterrupt
+            return super().fit(X, y)
+
+    X, y = _linear_data()
+    search = OptunaLesionSearchCV(
+        Interrupting(), {"C": [0.1, 1.0, 10.0]}, default_space=False, n_trials=10, cv=2,
+        random_state=0,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        search.fit(X, y)
+    complete = [t for t in search.study_.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert all(len(t.user_attrs["split_test_scores"]) == 2 for t in complete)
+
+
+def test_ndarray_choices_and_numpy_scalars_become_python_choices():
+    X, y = _linear_data()
+    search = _linear_search(
+        {"C": np.logspace(-2, 2, 5), "max_iter": list(np.arange(100, 300, 100))}, n_trials=3
+    ).fit(X, y)
+    assert search.search_space_["C"].choices == (0.01, 0.1, 1.0, 10.0, 100.0)
+    assert type(search.best_params_["C"]) is float
+    assert type(search.best_params_["max_iter"]) is int
+    # Stored as numbers, not as the repr "np.int64(100)".
+    for trial in search.study_.trials:
+        assert type(trial.params["max_iter"]) is int
+        assert type(trial.params["C"]) is float
+    with pytest.raises(TypeError, match="1-D array"):
+        _linear_search({"C": np.ones((2, 2))}).fit(X, y)
+
+
+def test_n_jobs_docs_say_threaded_trial_scores_are_not_reproducible():
+    from tests.conftest import REPO_ROOT
+
+    doc = OptunaLesionSearchCV.__doc__
+    n_jobs = doc[doc.index("n_jobs : int") : doc.index("verbose : int")]
+    assert "not\n        reproducible" in n_jobs or "not reproducible" in n_jobs
+    assert "n_jobs=1" in n_jobs and "storage" in n_jobs
+    guide = (REPO_ROOT / "docs" / "tuning_and_reports.md").read_text()
+    assert "torch's global random number generator" in guide

@@ -18,6 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from optuna_integration import SkorchPruningCallback
+from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
@@ -63,6 +64,11 @@ class _FoldPruningCallback(SkorchPruningCallback):
         if not history:
             return
         epoch = len(history) - 1
+        if self.monitor not in history[-1]:
+            # The classifier may train without its inner validation split (e.g. too few
+            # groups per class to hold any out; it warns then): nothing to report, so this
+            # fit is not pruned rather than failing the whole trial with a KeyError.
+            return
         value = float(history[-1, self.monitor])
         if self.monitor.endswith("loss"):
             value = -value
@@ -126,9 +132,16 @@ def _sampler_seed(random_state, n_existing: int) -> int | None:
     return int(np.random.SeedSequence([int(random_state), n_existing]).generate_state(1)[0])
 
 
+#: How the study records ``scoring=None``: a concrete value, so that resuming a study run with
+#: ``"balanced_accuracy"`` with ``scoring=None`` (or the other way round) is refused.
+ESTIMATOR_SCORE = "the estimator's score method"
+
+
 def _describe_scoring(scoring) -> str | None:
     """A description of ``scoring`` that is the same in another process, or None if unknown."""
-    if scoring is None or isinstance(scoring, str):
+    if scoring is None:
+        return ESTIMATOR_SCORE
+    if isinstance(scoring, str):
         return scoring
     name = getattr(scoring, "__qualname__", None)
     text = f"{getattr(scoring, '__module__', '')}.{name}" if name else repr(scoring)
@@ -173,8 +186,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         :class:`~sklearn.pipeline.Pipeline` ending in one, or any scikit-learn
         classifier (pruning then needs a ``callbacks`` parameter).
     param_distributions : dict, default=None
-        Parameter name to an Optuna distribution (or a list of choices). With
-        ``default_space=True`` the entries override or extend
+        Parameter name to an Optuna distribution (or a list or 1-D array of
+        choices, e.g. ``np.logspace(-2, 2, 5)``; NumPy scalars become Python
+        ones). With ``default_space=True`` the entries override or extend
         :func:`default_search_space`; an entry set to ``None`` removes a default
         one. Pipeline parameters use ``step__name``. Choices may be any objects
         (e.g. ``"image_size": [(96, 128), (192, 256)]``): those Optuna cannot
@@ -191,8 +205,11 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         Cross-validation inside each trial. An integer gives
         ``StratifiedKFold``, or ``StratifiedGroupKFold`` when ``groups`` are
         passed to ``fit``.
-    scoring : str or callable, default="balanced_accuracy"
+    scoring : str, callable or None, default="balanced_accuracy"
         Scorer for the CV test parts (higher is better); also used by ``score``.
+        ``None`` uses the estimator's ``score`` method. A single metric only:
+        a list, tuple or dict of metrics (multi-metric scoring) raises
+        ``ValueError``.
     error_score : "raise" or float, default=np.nan
         Score of a trial whose fit or scoring raises an error, as in
         :class:`~sklearn.model_selection.GridSearchCV`. With ``np.nan`` the
@@ -202,8 +219,15 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         names the parameters and the error (also kept as the trial's ``error``
         user attribute) and the search goes on; if no trial completes, ``fit``
         raises ``ValueError``. ``"raise"`` re-raises the error at once.
-    refit : bool, default=True
+    refit : bool or callable, default=True
         Refit the best hyperparameters on all of ``X`` as ``best_estimator_``.
+        As in :class:`~sklearn.model_selection.GridSearchCV`, a callable picks
+        the hyperparameters instead (e.g. the simplest model within one
+        standard error of the best): it gets ``cv_results_`` and returns the
+        index of a row; ``best_index_``, ``best_params_``, ``best_trial_`` and
+        ``best_estimator_`` are then that row's, and ``best_score_`` is not
+        set. Any other value (e.g. a metric name, which ``GridSearchCV`` uses
+        with multi-metric scoring) raises ``ValueError``.
     storage : None, str or optuna.storages.BaseStorage, default=None
         Where the study lives. ``None`` keeps it in memory. A database URL such
         as ``"sqlite:///search.db"`` or ``"postgresql://user@host/db"`` persists
@@ -223,10 +247,19 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         pass ``optuna.pruners.NopPruner()`` to never prune.
     pruning_monitor : str, default="valid_bacc"
         Column of the net's history reported each epoch. Names ending in
-        ``loss`` are negated because the study maximizes.
+        ``loss`` are negated because the study maximizes. An epoch whose
+        history lacks it (a fit that fell back to training without its
+        validation split) is not reported, so that fit is not pruned.
     n_jobs : int, default=1
         Number of trials run at the same time (threads of one process; use
         several processes or machines on one ``storage`` to scale further).
+        Threads share torch's global random number generator, so with
+        ``n_jobs > 1`` the trials' fits interleave their draws (weight
+        initialisation, shuffling, augmentation) and the same parameters
+        score differently from run to run: trial scores are not
+        reproducible. Use ``n_jobs=1`` for reproducible scores, or run
+        several processes on one ``storage`` for parallel trials that each
+        seed their own generator.
     verbose : int, default=0
         ``0`` is silent, ``1`` shows a progress bar over trials, ``2`` also
         logs each finished trial.
@@ -246,19 +279,27 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
     Attributes
     ----------
     study_ : optuna.study.Study
-        The study, with the trials of this and of earlier runs.
+        The study, with the trials of this and of earlier runs. It is set
+        before the first trial starts, so when ``fit`` is interrupted (e.g.
+        ``KeyboardInterrupt``, Ctrl-C) it still holds the trials finished so
+        far, also for an in-memory study; the other attributes are then not
+        (re)set.
     best_trial_ : optuna.trial.FrozenTrial
-        The best completed trial.
+        The best completed trial (with a callable ``refit``, the trial it
+        chose).
     best_params_ : dict
         Hyperparameters of the best trial, ready for ``set_params``: the
         original choice objects (e.g. ``image_size`` tuples; int
         ``image_size`` choices become ``(size, size)``).
     best_score_ : float
-        Mean cross-validated score of the best trial.
+        Mean cross-validated score of the best trial. Not set with a
+        callable ``refit``.
     best_index_ : int
-        Row of the best trial in ``cv_results_``.
+        Row of the best trial in ``cv_results_`` (with a callable ``refit``,
+        the row it returned).
     best_estimator_ : estimator
-        ``estimator`` refit on all data with ``best_params_`` (``refit=True``).
+        ``estimator`` refit on all data with ``best_params_`` (``refit=True``
+        or a callable).
     cv_results_ : dict of numpy arrays
         One row per finished trial (also those of earlier runs): ``number``,
         ``state`` (``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``), ``worker``,
@@ -378,6 +419,21 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         ):
             raise ValueError(
                 f"error_score must be 'raise' or a number (e.g. np.nan), got {self.error_score!r}."
+            )
+        if not (self.scoring is None or isinstance(self.scoring, str) or callable(self.scoring)):
+            # Checked here: check_scoring accepts a list or dict (multi-metric) and every
+            # trial would be fitted before its dict of scores failed to become one value.
+            raise ValueError(
+                "scoring must be a single metric: a scorer name such as 'balanced_accuracy', "
+                "a callable scorer(estimator, X, y) or None; multi-metric scoring (a list, "
+                f"tuple or dict) is not supported, got {self.scoring!r}."
+            )
+        if not (isinstance(self.refit, bool | np.bool_) or callable(self.refit)):
+            # GridSearchCV also takes a metric name, but only to pick one of several metrics.
+            raise ValueError(
+                "refit must be True, False or a callable that takes cv_results_ and returns the "
+                "index of the chosen row (this search scores a single metric, so a metric name "
+                f"has nothing to choose from), got {self.refit!r}."
             )
         if not isinstance(self.pruning_monitor, str):
             raise TypeError(f"pruning_monitor must be a str, got {self.pruning_monitor!r}.")
@@ -561,6 +617,9 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         with _optuna_verbosity(level):
             study = self._create_study()
             self._check_study_settings(study, settings)
+            # Set before the trials run: when fit is interrupted (Ctrl-C) the trials finished so
+            # far stay reachable, also those of an in-memory study.
+            self.study_ = study
             study.optimize(
                 objective,
                 n_trials=self.n_trials,
@@ -570,7 +629,6 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
                 gc_after_trial=True,
             )
 
-        self.study_ = study
         self.search_space_ = space
         self.scorer_ = scorer
         self.n_splits_ = len(splits)
@@ -589,18 +647,36 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "No trial completed (all were pruned or failed); see search.study_.trials. "
                 "Try more trials or a more patient pruner."
             )
-        self.best_trial_ = study.best_trial
-        self.best_params_ = to_estimator_params(decode_params(self.best_trial_.params, space))
-        self.best_score_ = float(self.best_trial_.value)
-        self.best_index_ = int(
-            np.flatnonzero(self.cv_results_["number"] == self.best_trial_.number)[0]
-        )
+        if callable(self.refit):
+            # As GridSearchCV: the callable picks the row, and best_score_ is not set since the
+            # row chosen need not be the best-scoring one.
+            self.best_index_ = self._select_best_index(self.refit, self.cv_results_)
+            number = self.cv_results_["number"][self.best_index_]
+            self.best_trial_ = next(t for t in study.trials if t.number == number)
+            self.__dict__.pop("best_score_", None)  # left by an earlier fit
+        else:
+            self.best_trial_ = study.best_trial
+            self.best_score_ = float(self.best_trial_.value)
+            self.best_index_ = int(
+                np.flatnonzero(self.cv_results_["number"] == self.best_trial_.number)[0]
+            )
+        self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         if self.refit:
             start = time.perf_counter()
             self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_)
             fit_grouped(self.best_estimator_, X, y, groups)
             self.refit_time_ = time.perf_counter() - start
         return self
+
+    @staticmethod
+    def _select_best_index(refit, results) -> int:
+        """Row of ``results`` chosen by a callable ``refit``, checked as GridSearchCV does."""
+        best_index = refit(results)
+        if not isinstance(best_index, Integral):
+            raise TypeError("best_index_ returned is not an integer")
+        if best_index < 0 or best_index >= len(results["params"]):
+            raise IndexError("best_index_ index out of range")
+        return int(best_index)
 
     def _failed_trial(self, trial, fold, params, exc, scores, n_splits, failures) -> float:
         """Record a trial whose fit or scoring on ``fold`` raised; return its value.
@@ -655,9 +731,13 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             warnings.simplefilter("ignore", RuntimeWarning)
             std = np.nanstd(scores, axis=1) if n_splits else np.full(len(trials), np.nan)
         results["std_test_score"] = std
-        order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
-        rank = np.empty(len(trials), dtype=int)
-        rank[order] = np.arange(1, len(trials) + 1)
+        # As GridSearchCV: tied scores share the best rank among them ("min"); NaN scores
+        # (pruned or failed trials) rank last, tied with each other.
+        if np.isnan(values).all():
+            rank = np.ones(len(trials), dtype=np.int32)
+        else:
+            filled = np.where(np.isnan(values), np.nanmin(values) - 1, values)
+            rank = rankdata(-filled, method="min").astype(np.int32, copy=False)
         results["rank_test_score"] = rank
 
         def stat(key: str, fn) -> np.ndarray:

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -150,15 +151,27 @@ def default_search_space(estimator) -> dict[str, BaseDistribution]:
     return {prefix + name: dist for name, dist in candidates.items() if name in params}
 
 
+def _python_choice(choice):
+    """A NumPy scalar as the Python one (``np.int64(3)`` -> ``3``); other choices as they are.
+
+    Optuna stores only Python scalars as they are: an ``np.int64`` choice would be suggested by
+    its ``repr`` (``"np.int64(100)"`` in the study) instead of as a number.
+    """
+    return choice.item() if isinstance(choice, np.generic) else choice
+
+
 def _as_distribution(name: str, value: Any) -> BaseDistribution:
     if isinstance(value, BaseDistribution):
         return value
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        # e.g. np.logspace(-2, 2, 5), which scikit-learn's searches accept as choices.
+        value = list(value)
     if isinstance(value, Sequence) and not isinstance(value, str):
         # A plain list of choices, as scikit-learn's searches accept.
-        return _categorical(value)
+        return _categorical([_python_choice(choice) for choice in value])
     raise TypeError(
-        f"param_distributions[{name!r}] must be an optuna distribution or a list of choices, "
-        f"got {value!r}."
+        f"param_distributions[{name!r}] must be an optuna distribution, a list or a 1-D array "
+        f"of choices, got {value!r}."
     )
 
 

@@ -10,6 +10,7 @@ from sklearn import get_config
 from sklearn.model_selection import StratifiedGroupKFold, check_cv
 
 from .._validation import grouped_holdout
+from .._warnings import warn_user
 
 __all__ = [
     "check_group_cv",
@@ -138,6 +139,12 @@ def fit_grouped(estimator, X, y, groups=None):
     ``fit``: its early-stopping (and pruning) split then keeps each lesion on one side.
     Otherwise this is ``estimator.fit(X, y)``.
 
+    Under scikit-learn's metadata routing (``enable_metadata_routing=True``) a Pipeline passes
+    ``groups`` only to a step that requested it, and this function keeps to the step's request:
+    after ``clf.set_fit_request(groups=True)`` the step gets ``groups``; without a request it
+    gets none and a ``UserWarning`` names that call (``set_fit_request(groups=False)`` declines
+    them without a warning).
+
     Parameters
     ----------
     estimator : estimator or Pipeline
@@ -180,5 +187,17 @@ def fit_grouped(estimator, X, y, groups=None):
         requests = final.get_metadata_routing().fit.requests
         if requests.get("groups") is True:
             return estimator.fit(X, y, groups=groups)
+        if requests.get("groups") is None:
+            # Not requested: groups cannot reach the step, and its early-stopping (and
+            # pruning) split would silently score on lesions it trains on. Requesting on the
+            # user's behalf would change their estimator's routing, so say how instead.
+            warn_user(
+                f"Metadata routing is enabled and the Pipeline's last step {name!r} "
+                f"({type(final).__name__}) has not requested groups for fit, so it gets none: "
+                "its inner validation split (early stopping, pruning) is not grouped and may "
+                "score on lesions it trains on. Call "
+                f"pipe.named_steps[{name!r}].set_fit_request(groups=True) on the classifier "
+                "step (or set_fit_request(groups=False) to train it without groups knowingly)."
+            )
         return estimator.fit(X, y)
     return estimator.fit(X, y, **{f"{name}__groups": groups})
