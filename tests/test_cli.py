@@ -144,7 +144,9 @@ def test_explain_and_evaluate(model, data_dir, tmp_path, capsys):
 
 def test_info(model, capsys):
     code, out, _ = run(capsys, "info", model)
-    assert code == 0 and "integrity OK" in out and "dark_round" in out
+    assert code == 0 and "no corruption found" in out and "dark_round" in out
+    # The whole digest, to compare with the one the model's author publishes.
+    assert f"sha256       {read_model_card(model)['sha256']}" in out.splitlines()
     trained_on = next(line for line in out.splitlines() if line.startswith("trained on"))
     assert trained_on.endswith("(and 5 images held out for validation)"), trained_on
 

@@ -155,26 +155,42 @@ def test_other_files_are_refused_clearly(tmp_path):
     _assert_refused(plain, "not a skinestimator model file")
 
 
-def _rewrite(path, *, card=None, state=None, format_version=None):
-    """Write a validly signed file with changed content (what a newer version might write)."""
+def _rewrite(path, *, card=None, state=None, format_version=None, card_json=None):
+    """Write a file with changed content and a digest as its writer computes it (what a newer
+    version, another writer or someone editing the file might write). A newer format version
+    is signed as that version's writer would sign it: with its own version in the digest."""
     from safetensors.torch import load as st_load
 
-    old_card = read_model_card(path)
-    old_card.pop("sha256")
+    if card_json is None:
+        if card is None:
+            card = read_model_card(path)
+        card = {k: v for k, v in card.items() if k != "sha256"}
+        card_json = json.dumps(card)
+    version = format_version or _model_file.FORMAT_VERSION
     metadata = {
         "format": "skinestimator-model",
-        "format_version": str(format_version or _model_file.FORMAT_VERSION),
-        "model_card": json.dumps(card or old_card),
+        "format_version": str(version),
+        "model_card": card_json,
     }
     tensors = state if state is not None else st_load(path.read_bytes())
-    metadata["sha256"] = _model_file._digest(metadata, tensors)
+    reader_version = _model_file.FORMAT_VERSION
+    _model_file.FORMAT_VERSION = version
+    try:
+        metadata["sha256"] = _model_file._digest(metadata, tensors)
+    finally:
+        _model_file.FORMAT_VERSION = reader_version
     path.write_bytes(st_save(tensors, metadata=metadata))
 
 
 def test_incompatible_files_are_refused(model_file):
     original = model_file.read_bytes()
+    # A newer writer hashes its own format version in: the file must be reported as newer,
+    # not as corrupted (the digest used to be checked first, with this reader's version).
     _rewrite(model_file, format_version=2)
-    _assert_refused(model_file, "format version")
+    message = _assert_refused(model_file, "format version", "newer", "upgrade")
+    assert "integrity" not in message
+    with pytest.raises(ModelFileError, match="newer"):
+        read_model_card(model_file)
 
     model_file.write_bytes(original)
     card = read_model_card(model_file)
@@ -320,3 +336,212 @@ def test_onnx_includes_test_time_augmentation(fitted, data, tmp_path):
     got = session.run(None, {"image": fitted.to_image_array(X[:8])})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert np.abs(got - fitted.predict_proba(X[:8])).max() > 1e-6, "tta must change the output"
+
+
+def test_concurrent_saves_to_one_path_leave_one_whole_model(fitted, data, tmp_path):
+    import threading
+
+    X, y = data
+    other = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, image_size=(16, 16),
+                                 random_state=0, validation_fraction=None).fit(X[:12], y[:12])
+    sizes = {"fitted": [32, 32], "other": [16, 16]}
+    path = tmp_path / "shared.skin"
+    for round_ in range(20):
+        barrier, errors = threading.Barrier(2), []
+
+        def save(clf, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                save_model(clf, path)
+            except Exception as exc:  # noqa: BLE001 - collected and reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=save, args=(clf,)) for clf in (fitted, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, (round_, errors)
+        # The file always loads and holds one of the two models, whole.
+        loaded = load_model(path)
+        assert [*loaded.image_size_] in sizes.values(), round_
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.skin"], "temp files left"
+    # The permissions of any new file (umask applied), not mkstemp's owner-only 0600.
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.name == "posix":
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_digest_is_not_described_as_tamper_proof():
+    """The SHA-256 is unkeyed: whoever edits a file can recompute it, so no text may promise
+    that tampering is detected; they say how to check a file from someone else instead."""
+    from pathlib import Path
+
+    from skinestimator import deploy
+
+    texts = {
+        "deploy": deploy.__doc__,
+        "_model_file": _model_file.__doc__,
+        "ModelFileError": ModelFileError.__doc__,
+        "save_model": save_model.__doc__,
+        "load_model": load_model.__doc__,
+    }
+    root = Path(__file__).resolve().parents[1]
+    for name in ("README.md", "docs/command_line.md"):
+        if (root / name).exists():
+            texts[name] = (root / name).read_text(encoding="utf-8")
+    for name, text in texts.items():
+        # "a tampered file is refused", "tampered with": promises the digest cannot keep.
+        assert "tampered" not in text.lower(), name
+    for name in ("deploy", "_model_file", "save_model", "load_model", "README.md",
+                 "docs/command_line.md"):
+        if name in texts:
+            assert "channel you trust" in " ".join(texts[name].split()), name
+
+
+def test_machine_specific_settings_fall_back_when_this_machine_lacks_them(model_file):
+    from skinestimator._runtime import resolve_device
+
+    original = model_file.read_bytes()
+    card = read_model_card(model_file)
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device in ("mps", "xpu", f"cuda:{n_gpus}"):
+        try:
+            resolve_device(device)
+            continue  # this machine has it: nothing to fall back from
+        except ValueError:
+            pass
+        card["params"]["device"] = device
+        _rewrite(model_file, card=card)
+        loaded = load_model(model_file)
+        assert loaded.device == "auto" and loaded.device_ == resolve_device("auto"), device
+    # num_workers above this machine's CPU count (or a crafted card's thousands) becomes
+    # "auto"; a value the machine can honour is kept.
+    card["params"]["device"] = "cpu"
+    for workers, expected in ((os.cpu_count() + 1, "auto"), (10_000, "auto"), (0, 0)):
+        card["params"]["num_workers"] = workers
+        _rewrite(model_file, card=card)
+        assert load_model(model_file).num_workers == expected, workers
+    model_file.write_bytes(original)
+
+
+def test_an_invalid_hyperparameter_is_named_not_called_a_weight_mismatch(model_file):
+    card = read_model_card(model_file)
+    for name, value in (("optimizer", ["adamw"]), ("lr", -1.0), ("device", 7),
+                        ("max_epochs", "many")):
+        bad = json.loads(json.dumps(card))
+        bad["params"][name] = value
+        _rewrite(model_file, card=bad)
+        message = _assert_refused(model_file, f"hyperparameter {name!r}", "invalid")
+        assert "do not fit" not in message, message
+
+
+def test_save_model_refuses_summaries_its_readers_could_not_use(fitted, data, tmp_path):
+    _, y = data
+    path = tmp_path / "model.skin"
+    _, counts = np.unique(y, return_counts=True)
+    bad = [
+        ({"training_data": {"class_counts": counts}}, "class_counts"),
+        ({"training_data": {"class_counts": list(counts)}}, r"dict\(zip"),
+        ({"training_data": {"class_counts": {"a": 3, "b": None}}}, "'b'.*non-negative"),
+        ({"training_data": {"class_counts": {"a": "13"}}}, "non-negative integer"),
+        ({"training_data": {"class_counts": {"a": -1}}}, "non-negative integer"),
+        ({"training_data": {"class_counts": {"a": True}}}, "non-negative integer"),
+        ({"training_data": [("class_counts", 3)]}, "training_data must be a mapping"),
+        ({"metrics": [0.5]}, "metrics must be a mapping"),
+        ({"metrics": {"bacc": [0.5]}}, r"metrics\['bacc'\]"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            save_model(fitted, path, **kwargs)
+        assert not path.exists()
+    # Labels to counts, numpy integers included, are what the readers expect.
+    good = {"class_counts": dict(zip(fitted.classes_, counts)), "source": "synthetic"}
+    save_model(fitted, path, training_data=good, metrics={"bacc": np.float32(0.5)})
+    card = read_model_card(path)
+    assert card["training_data"]["class_counts"] == {
+        str(c): int(n) for c, n in zip(fitted.classes_, counts)}
+
+
+def test_a_small_file_cannot_make_the_loader_build_a_huge_network(model_file, monkeypatch):
+    original = model_file.read_bytes()
+    card = read_model_card(model_file)
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("the network was built before the weights were checked")
+
+    monkeypatch.setattr(SkinLesionClassifier, "_restore", must_not_build)
+    # A huge timm backbone with the small network's weights (a 13 s, 3 GB build otherwise).
+    huge = json.loads(json.dumps(card))
+    huge["backbone"] = huge["params"]["backbone"] = "vit_huge_patch14_224"
+    _rewrite(model_file, card=huge)
+    _assert_refused(model_file, "do not fit", "vit_huge_patch14_224")
+    # Millions of classes, with the real weights or with one number.
+    many = json.loads(json.dumps(card))
+    many.update(classes=list(range(20_000)), classes_kind="int")
+    _rewrite(model_file, card=many)
+    _assert_refused(model_file, "do not fit", "20000 classes")
+    many["classes"] = list(range(2_000_000))
+    model_file.write_bytes(original)
+    _rewrite(model_file, card=many, state={"w": torch.zeros(1)})
+    _assert_refused(model_file, "2000000 classes", "do not fit")
+    model_file.write_bytes(original)
+    monkeypatch.undo()
+    assert load_model(model_file).classes_.tolist() == card["classes"]
+
+
+@pytest.mark.parametrize("field, edit", [
+    ("the card", lambda c: [1, 2]),
+    ("the card", lambda c: None),
+    ("'preprocessing'", lambda c: c.pop("preprocessing")),
+    ("'preprocessing.image_size'", lambda c: c["preprocessing"].update(image_size="ab")),
+    ("'params'", lambda c: c.update(params=[1])),
+    ("'history'", lambda c: c.update(history=[1, 2])),
+    ("'classes'", lambda c: c.update(classes_kind="int")),
+    ("'classes'", lambda c: c.update(classes="abc")),
+    ("'classes'", lambda c: c.update(classes=[])),
+    ("'classes_kind'", lambda c: c.update(classes_kind="complex")),
+    ("'versions'", lambda c: (c.update(versions="x"), c["params"].update(newp=1))),
+    ("'params_tuples'", lambda c: c.update(params_tuples=5)),
+    ("'params_dicts.class_weight'", lambda c: c.update(
+        params_dicts={"class_weight": [[[1], 2]]})),
+    ("'training_data'", lambda c: c.update(training_data=[3, 4])),
+    ("'metrics'", lambda c: c.update(metrics="good")),
+])
+def test_a_malformed_model_card_is_refused_naming_the_field(model_file, field, edit):
+    card = read_model_card(model_file)
+    card.pop("sha256")
+    result = edit(card)
+    replaced = result if field == "the card" else card
+    _rewrite(model_file, card_json=json.dumps(replaced))
+    _assert_refused(model_file, "model card is malformed", field)
+    with pytest.raises(ModelFileError, match="model card is malformed"):
+        read_model_card(model_file)
+
+
+def test_onnx_export_refuses_an_opset_it_could_not_write(data, tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    X, y = data
+
+    def padded(n_classes):  # an explicit Pad, as EfficientNet-Lite's "same" padding has
+        return torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.Conv2d(3, 4, 3),
+                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                   torch.nn.Linear(4, n_classes))
+
+    clf = SkinLesionClassifier(backbone=padded, max_epochs=1, image_size=(16, 16),
+                               random_state=0, validation_fraction=None).fit(X[:12], y[:12])
+
+    def opset(path):
+        return [o.version for o in onnx.load(str(path)).opset_import
+                if o.domain in ("", "ai.onnx")]
+
+    # The exporter cannot take Pad below opset 18; it used to write opset 18 silently.
+    with pytest.raises(ValueError, match="could not convert .* to opset 17 .*opset 18"):
+        export_onnx(clf, tmp_path / "pad17.onnx", opset_version=17)
+    assert not (tmp_path / "pad17.onnx").exists()
+    assert opset(export_onnx(clf, tmp_path / "pad18.onnx", opset_version=18)) == [18]
+    assert len(opset(export_onnx(clf, tmp_path / "default.onnx"))) == 1
+    with pytest.raises(ValueError, match="opset_version must be an int"):
+        export_onnx(clf, tmp_path / "x.onnx", opset_version=17.0)

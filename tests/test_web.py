@@ -185,6 +185,41 @@ def test_images_with_too_many_pixels_are_refused_before_decoding(clf, photo):
             )
 
 
+def test_upload_limit_must_be_a_positive_integer(clf):
+    # A float (5e6) or None used to be accepted, and every request then failed with a 500.
+    for limit in (5e6, None, 0, -1, True, "10"):
+        with pytest.raises(ValueError, match="max_upload_bytes must be a positive integer"):
+            create_app(clf, max_upload_bytes=limit)
+    create_app(clf, max_upload_bytes=np.int64(5_000_000))
+
+
+def test_a_malformed_model_card_does_not_stop_the_page(clf, photo, monkeypatch):
+    from starlette.testclient import TestClient
+
+    card = clf.model_card_
+    # What cannot be shown is left out (a list of counts, in classes_ order, was accepted by
+    # save_model and then crashed create_app; a None count stopped `serve`).
+    malformed = [
+        {"training_data": {"class_counts": [13, 13, 14]}},
+        {"training_data": {"class_counts": {"a": 13, "b": "13", "c": None}}},
+        {"training_data": [1, 2], "metrics": [0.5]},
+        {"training_data": {"class_counts": {"a": True}}, "metrics": {"valid_bacc": "high"}},
+        {"training_data": None, "metrics": {"valid_bacc": float("nan")}},
+    ]
+    for edit in malformed:
+        monkeypatch.setattr(clf, "model_card_", {**card, "metrics": None, **edit})
+        page = TestClient(create_app(clf)).get("/")
+        assert page.status_code == 200, edit
+        assert "training data:" not in page.text, edit
+        assert "balanced accuracy" not in page.text, edit
+    for odd in (None, [1, 2], "card"):
+        monkeypatch.setattr(clf, "model_card_", odd)
+        assert TestClient(create_app(clf)).get("/").status_code == 200
+    monkeypatch.setattr(clf, "model_card_", {**card, "metrics": {"valid_bacc": 0.5}})
+    text = TestClient(create_app(clf)).get("/").text
+    assert "training data: 60 images" in text and "balanced accuracy 0.500" in text
+
+
 def test_an_unexpected_failure_costs_one_request_not_the_server(clf, photo, monkeypatch):
     from starlette.testclient import TestClient
 

@@ -819,12 +819,17 @@ def cmd_info(args) -> int:
     pre = card.get("preprocessing") or {}
     data = card.get("training_data") or {}
     counts = data.get("class_counts") or {}
-    trained_on = ", ".join(f"{k} {v}" for k, v in counts.items()) or "unknown"
+    # Earlier versions' save_model accepted counts in other shapes (a list): show them as given.
+    trained_on = (", ".join(f"{k} {v}" for k, v in counts.items()) if isinstance(counts, dict)
+                  else str(counts)) or "unknown"
     if data.get("n_validation"):
         # Cards written since n_validation exists count the training part only.
         trained_on += f" (and {data['n_validation']} images held out for validation)"
     lines = [
-        f"model file   {args.model} (integrity OK, sha256 {card['sha256'][:16]}...)",
+        # The whole digest, so that it can be compared with the one the model's author gives
+        # (it detects corruption, not deliberate tampering: see save_model).
+        f"model file   {args.model} (no corruption found)",
+        f"sha256       {card['sha256']}",
         f"classes      {', '.join(map(str, card['classes']))}",
         f"backbone     {card.get('backbone')}, input {pre.get('image_size')}",
         f"trained on   {trained_on}",

@@ -5,6 +5,11 @@ holds the model card as JSON and a SHA-256 digest over the card and every tensor
 the file with safetensors (which only ever reads raw numbers), so nothing from the file is
 unpickled or executed, unlike ``pickle`` / ``joblib`` / ``torch.load`` without
 ``weights_only=True``.
+
+The digest is not keyed (no secret, no signature): it detects corruption and accidental edits,
+but whoever changes a file on purpose can recompute it. To trust a file from someone else,
+compare its ``sha256`` (``skinestimator info``, :func:`read_model_card`) with the value its
+author gives you through a channel you trust.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import numbers
 import os
 import platform
+import secrets
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +43,7 @@ __all__ = ["ModelFileError", "save_model", "load_model", "read_model_card"]
 
 
 class ModelFileError(ValueError):
-    """A model file is missing, truncated, tampered with, or incompatible.
+    """A model file is missing, truncated, corrupted or modified, malformed, or incompatible.
 
     Subclasses :class:`ValueError` so that callers catching bad input keep working. The message
     is one sentence meant for an end user and always names the file.
@@ -59,12 +66,16 @@ def save_model(
 
     The file records the weights of the network, the classes, the preprocessing (input size),
     the backbone, the hyperparameters, the library / torch versions, a training-data summary
-    and validation metrics when known, and a SHA-256 digest that :func:`load_model` checks.
+    and validation metrics when known, and a SHA-256 digest that :func:`load_model` checks to
+    detect corruption and accidental modification. The digest is not a signature: anyone who
+    edits the file on purpose can recompute it, so to trust a file from someone else compare its
+    ``sha256`` (shown by ``skinestimator info``) with theirs through a channel you trust.
     Hyperparameters are stored with their types, including dicts keyed by strings, integers,
     floats or booleans (such as ``class_weight={0: 3.0}``); those JSON cannot hold (callables,
     modules, ``callbacks``) are not stored and are listed in the card's ``params_not_saved``.
-    Loading it never unpickles anything, so a model file from an untrusted source cannot run
-    code (``pickle`` / ``joblib`` files can: load those only from sources you trust).
+    Loading it never unpickles or executes anything from the file, so a model file cannot
+    run code (``pickle`` / ``joblib`` files can: load those only from sources you trust); it
+    can still hold weights and a card that are not what they claim to be.
 
     Parameters
     ----------
@@ -75,12 +86,16 @@ def save_model(
         pickle / joblib the pipeline (and load it only from sources you trust).
     path : str or path-like
         Where to write. The conventional suffix is ``.skin``; an existing file is replaced
-        atomically, so a crash never leaves a half-written model behind.
+        atomically, so a crash never leaves a half-written model behind, and of two saves to
+        the same path at once one complete file wins.
     metrics : mapping of str to float, optional
-        Validation metrics to record in the model card, e.g. ``{"balanced_accuracy": 0.71}``.
-        When omitted, the last epoch's validation scores in ``clf.history_`` are recorded.
+        Validation metrics to record in the model card, e.g. ``{"balanced_accuracy": 0.71}``
+        (values are numbers, strings or None). When omitted, the last epoch's validation scores
+        in ``clf.history_`` are recorded.
     training_data : mapping, optional
         Training-data summary to record, e.g. ``{"class_counts": {...}, "source": "..."}``.
+        ``class_counts``, when given, maps each label to its number of images (a non-negative
+        int): for counts in ``clf.classes_`` order, pass ``dict(zip(clf.classes_, counts))``.
         When omitted, ``clf.class_counts_`` is used if the classifier has it.
     notes : str, optional
         Free text stored in the model card (intended use, data provenance, ...).
@@ -89,6 +104,14 @@ def save_model(
     -------
     path : pathlib.Path
         The path written.
+
+    Raises
+    ------
+    ModelFileError
+        If ``clf`` is not a fitted classifier with a named backbone.
+    ValueError
+        If ``metrics`` or ``training_data`` is malformed (e.g. class counts that are not
+        non-negative integers keyed by label).
 
     See Also
     --------
@@ -121,6 +144,7 @@ def save_model(
             "for trusted use"
         )
     path = Path(path)
+    _check_summaries(metrics, training_data)
     state = {
         name: tensor.detach().to("cpu").contiguous().clone()
         for name, tensor in module.state_dict().items()
@@ -142,17 +166,88 @@ def save_model(
     payload = _st_save(state, metadata=metadata)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp, fd = _create_temp_beside(path)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        # Atomic: readers and a concurrent save see the old file or one whole new one.
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
+    except BaseException:
+        # Only this call's own temporary file: a name shared with a concurrent save used to
+        # let one call delete (or publish) the other's half-written file.
+        try:
             tmp.unlink()
+        except OSError:
+            pass
+        raise
     return path
+
+
+def _create_temp_beside(path: Path) -> tuple[Path, int]:
+    """Create a new, uniquely named file in ``path``'s folder (for ``os.replace``, which must
+    not cross file systems); return it with its open descriptor.
+
+    Like ``tempfile.mkstemp`` (random name, ``O_EXCL``), but created with mode 0o666 so that the
+    umask and the folder's default ACL apply as to any new file: mkstemp's 0o600 would make a
+    shared model unreadable to others, and reading the umask (``os.umask``) is not thread-safe.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")  # pragma: no cover
+
+
+def _check_summaries(metrics, training_data) -> None:
+    """Refuse metrics / training-data summaries that readers of the card could not use.
+
+    Checked when saving, with a message for the caller, rather than written into the card for
+    the web page or ``skinestimator info`` to trip over later.
+    """
+    if metrics is not None:
+        if not isinstance(metrics, Mapping):
+            raise ValueError(
+                f"metrics must be a mapping of names to numbers, got {type(metrics).__name__}"
+            )
+        for key, value in metrics.items():
+            if not isinstance(key, str):
+                raise ValueError(f"metrics keys must be strings, got {key!r}")
+            if not (value is None or isinstance(value, (str, numbers.Real, np.bool_))):
+                raise ValueError(
+                    f"metrics[{key!r}] must be a number (or a string / None), got "
+                    f"{type(value).__name__}"
+                )
+    if training_data is None:
+        return
+    if not isinstance(training_data, Mapping):
+        raise ValueError(
+            "training_data must be a mapping such as {'class_counts': {...}, 'source': ...}, "
+            f"got {type(training_data).__name__}"
+        )
+    counts = training_data.get("class_counts")
+    if counts is None and "class_counts" not in training_data:
+        return
+    if not isinstance(counts, Mapping):
+        raise ValueError(
+            "training_data['class_counts'] must map each label to its number of images, got "
+            f"{type(counts).__name__}; for counts in classes_ order pass "
+            "dict(zip(clf.classes_, counts))"
+        )
+    for label, count in counts.items():
+        if (
+            isinstance(count, (bool, np.bool_))
+            or not isinstance(count, numbers.Integral)
+            or count < 0
+        ):
+            raise ValueError(
+                f"training_data['class_counts'][{label!r}] must be a non-negative integer, "
+                f"got {count!r}"
+            )
 
 
 def _check_is_classifier(clf: Any, action: str) -> None:
@@ -433,6 +528,9 @@ def _digest(metadata: Mapping[str, str], tensors: Mapping[str, Any]) -> str:
 def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
     """Read and verify a model file's model card without building the classifier.
 
+    The check covers the SHA-256 digest (corruption, accidental modification; not deliberate
+    tampering, see :func:`load_model`) and the structure of the card.
+
     Parameters
     ----------
     path : str or path-like
@@ -448,7 +546,8 @@ def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
     ------
     ModelFileError
         If the file is missing, is not a model file, is truncated, fails the integrity check
-        or was written by an incompatible version.
+        (corrupted or modified), has a malformed model card or was written by an incompatible
+        version.
 
     Examples
     --------
@@ -465,7 +564,15 @@ def load_model(path: str | os.PathLike):
 
     Nothing in the file is unpickled or executed: the weights are raw tensors parsed by
     safetensors and the metadata is JSON. The estimator class is always
-    :class:`~skinestimator.SkinLesionClassifier`, never a name read from the file.
+    :class:`~skinestimator.SkinLesionClassifier`, never a name read from the file. The tensors'
+    names and shapes are compared with the network the card describes (built on torch's
+    ``meta`` device, which allocates nothing) before that network is built, so a small file
+    cannot make the loader allocate a huge one.
+
+    The SHA-256 digest detects corruption and accidental modification, not deliberate
+    tampering: anyone who edits a file can recompute it. To trust a file from someone else,
+    compare its ``sha256`` (``clf.model_card_["sha256"]``, ``skinestimator info``) with theirs
+    through a channel you trust.
 
     Parameters
     ----------
@@ -479,13 +586,19 @@ def load_model(path: str | os.PathLike):
         keep their saved values, including dicts whose keys are strings, integers, floats or
         booleans (such as ``class_weight={0: 3.0}``); those that could not be saved (such as
         callbacks, listed in the model card under ``params_not_saved``) take their default
-        values. The model card is available as ``clf.model_card_``.
+        values. Two settings describe the machine that trained the model rather than the model,
+        and become ``"auto"`` when this machine cannot honour them: ``device`` when it names a
+        device this machine lacks (a CUDA GPU or its index, Apple's MPS, XPU, ...), and
+        ``num_workers`` when it exceeds this machine's CPU count (``os.cpu_count()``). The
+        model card is available as ``clf.model_card_``.
 
     Raises
     ------
     ModelFileError
         If the file is missing, is not a model file, is truncated or cut short, was modified
-        after saving (SHA-256 mismatch), or does not fit this version of skinestimator.
+        or corrupted after saving (SHA-256 mismatch), has a malformed model card or an invalid
+        hyperparameter value, or does not fit this version of skinestimator (a newer format
+        version, unknown hyperparameters, weights that do not fit the network).
 
     Examples
     --------
@@ -506,25 +619,22 @@ def load_model(path: str | os.PathLike):
     known = SkinLesionClassifier().get_params(deep=False)
     unknown = sorted(set(params) - set(known))
     if unknown:
+        version = (card.get("versions") or {}).get("skinestimator")
         raise ModelFileError(
-            f"{path}: was written by skinestimator {card['versions'].get('skinestimator')} "
+            f"{path}: was written by skinestimator {version} "
             f"with hyperparameters this version does not know ({', '.join(unknown)}); "
             "upgrade skinestimator to load it"
         )
-    device = params.get("device")
-    if isinstance(device, str) and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            # A model trained on a GPU must still open on a laptop: predict on the CPU.
-            params["device"] = "auto"
+    _relax_machine_settings(params)
+    clf = SkinLesionClassifier(**params)
+    _check_hyperparameters(clf, params, path)
     classes = _classes_array(card["classes"], card.get("classes_kind", "str"), path)
     if card.get("classes_object"):
         classes = classes.astype(object)
     image_size = tuple(int(v) for v in card["preprocessing"]["image_size"])
+    _check_weights_fit(clf, len(classes), state, path, card.get("backbone"))
 
     try:
-        clf = SkinLesionClassifier(**params)
         clf = clf._restore(
             classes=classes,
             image_size=image_size,
@@ -534,17 +644,127 @@ def load_model(path: str | os.PathLike):
         )
     except ModelFileError:
         raise
-    except (RuntimeError, ValueError) as exc:
-        # load_state_dict reports missing / unexpected keys and shape mismatches as
-        # RuntimeError: the weights do not fit the network this version builds. ValueError:
-        # hyperparameters this version rejects.
+    except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, RuntimeError) and "loading state_dict" in first:
+            # load_state_dict's report of missing / unexpected keys or shape mismatches (only
+            # reached when the meta-device comparison above could not run).
+            raise ModelFileError(
+                f"{path}: the weights do not fit the {card.get('backbone')!r} network of this "
+                f"skinestimator version ({first})"
+            ) from exc
         raise ModelFileError(
-            f"{path}: the weights do not fit the {card.get('backbone')!r} network of this "
-            f"skinestimator version ({first})"
+            f"{path}: this skinestimator version cannot rebuild the {card.get('backbone')!r} "
+            f"network the file describes ({first})"
         ) from exc
     clf.model_card_ = card
     return clf
+
+
+def _relax_machine_settings(params: dict[str, Any]) -> None:
+    """Turn the settings of the machine that trained the model into ``"auto"`` where this
+    machine cannot honour them: a model trained on a GPU (CUDA, a second CUDA GPU, Apple's MPS,
+    XPU, ...) must still open on a laptop, and a card's ``num_workers`` (or a crafted one asking
+    for thousands) must not fork more data-loader processes than this machine has CPUs."""
+    from skinestimator._runtime import resolve_device
+
+    device = params.get("device")
+    if isinstance(device, str):
+        try:
+            resolve_device(device)
+        except ValueError:
+            params["device"] = "auto"
+    workers = params.get("num_workers")
+    if (
+        isinstance(workers, int)
+        and not isinstance(workers, bool)
+        and workers > (os.cpu_count() or 1)
+    ):
+        params["num_workers"] = "auto"
+
+
+def _check_hyperparameters(clf, params: Mapping[str, Any], path: Path) -> None:
+    """Refuse a card whose hyperparameter values this version rejects, naming the one at fault
+    (a bad value is the card's problem, not the weights')."""
+    from skinestimator import SkinLesionClassifier
+    from skinestimator._runtime import resolve_device
+
+    def problem(estimator) -> Exception | None:
+        try:
+            estimator._check_params()
+            resolve_device(estimator.device)
+        except (TypeError, ValueError) as exc:  # TypeError: e.g. a list where a name belongs
+            return exc
+        return None
+
+    found = problem(clf)
+    if found is None:
+        return
+    # Each value alone, against the defaults, to name the parameter at fault.
+    for name in sorted(params):
+        alone = problem(SkinLesionClassifier(**{name: params[name]}))
+        if alone is not None:
+            raise ModelFileError(
+                f"{path}: the model card's hyperparameter {name!r} has an invalid value "
+                f"{params[name]!r} ({_first_line(alone)})"
+            ) from alone
+    raise ModelFileError(
+        f"{path}: the model card's hyperparameters are invalid together ({_first_line(found)})"
+    ) from found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_weights_fit(clf, n_classes: int, state: Mapping[str, Any], path: Path,
+                       backbone: Any) -> None:
+    """Refuse weights whose names or shapes differ from the network the card describes, before
+    that network is built: a few-KB file naming a huge backbone or listing millions of classes
+    used to make the loader allocate gigabytes first."""
+    import torch
+
+    from skinestimator.networks import build_network
+
+    n_numbers = sum(int(t.numel()) for t in state.values())
+    if n_classes > n_numbers:
+        # The classification head holds at least one number per class.
+        raise ModelFileError(
+            f"{path}: the model card lists {n_classes} classes but the weights hold only "
+            f"{n_numbers} numbers: the weights do not fit the {backbone!r} network"
+        )
+    try:
+        # On the meta device modules get shapes but no memory, and no initialization runs.
+        with torch.device("meta"):
+            module = build_network(clf.backbone, n_classes, pretrained=False,
+                                   finetune=clf.finetune)
+        expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    except Exception:  # noqa: BLE001 - the real build in _restore reports the problem
+        return
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if found == expected:
+        return
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = sorted(n for n in set(found) & set(expected) if found[n] != expected[n])
+
+    def listed(names, describe=lambda n: n):
+        shown = ", ".join(describe(n) for n in names[:3])
+        return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    details = []
+    if missing:
+        details.append(f"missing {listed(missing)}")
+    if unexpected:
+        details.append(f"unexpected {listed(unexpected)}")
+    if shapes:
+        details.append("shape of " + listed(
+            shapes, lambda n: f"{n} {list(found[n])} instead of {list(expected[n])}"))
+    raise ModelFileError(
+        f"{path}: the weights do not fit the {backbone!r} network of this skinestimator "
+        f"version with {n_classes} classes ({'; '.join(details)})"
+    )
 
 
 def _params_from_card(card: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -575,6 +795,82 @@ def _classes_array(classes: list, kind: str, path: Path) -> np.ndarray:
     raise ModelFileError(f"{path}: unknown class label type {kind!r}")
 
 
+# The type each class label of a ``classes_kind`` has in the card's JSON.
+_LABEL_CHECKS = {
+    "str": lambda c: isinstance(c, str),
+    "int": lambda c: isinstance(c, int) and not isinstance(c, bool) and -2**63 <= c < 2**63,
+    "float": lambda c: (isinstance(c, (int, float)) and not isinstance(c, bool)
+                        and math.isfinite(c)),
+    "bool": lambda c: isinstance(c, bool),
+}
+
+
+def _check_card(card: Any, path: Path) -> None:
+    """Check the structure of a model card in one place, so that a malformed card (a file from
+    another writer, or edited) gives a ModelFileError naming the field instead of a TypeError
+    deep inside loading (and "internal error" on the command line)."""
+
+    def bad(field: str, expected: str, value: Any = None) -> ModelFileError:
+        got = "" if value is None else f", got {type(value).__name__}"
+        return ModelFileError(
+            f"{path}: the model card is malformed: {field} must be {expected}{got}"
+        )
+
+    def is_int(value, minimum) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+    if not isinstance(card, dict):
+        raise bad("the card", "a JSON object", card)
+    for field in ("estimator", "backbone", "created", "notes"):
+        if card.get(field) is not None and not isinstance(card[field], str):
+            raise bad(f"'{field}'", "a string", card[field])
+    classes, kind = card.get("classes"), card.get("classes_kind", "str")
+    if not isinstance(classes, list) or not classes:
+        raise bad("'classes'", "a non-empty list of labels", classes)
+    if kind not in _LABEL_CHECKS:
+        raise bad("'classes_kind'", "one of 'str', 'int', 'float' or 'bool'", kind)
+    wrong = [c for c in classes if not _LABEL_CHECKS[kind](c)]
+    if wrong:
+        raise ModelFileError(
+            f"{path}: the model card is malformed: 'classes' holds {wrong[0]!r}, which is not "
+            f"a label of its 'classes_kind' {kind!r}"
+        )
+    if len(set(classes)) != len(classes):
+        raise bad("'classes'", "distinct labels")
+    if not isinstance(card.get("classes_object", False), bool):
+        raise bad("'classes_object'", "true or false", card["classes_object"])
+    preprocessing = card.get("preprocessing")
+    if not isinstance(preprocessing, dict):
+        raise bad("'preprocessing'", "a JSON object", preprocessing)
+    size = preprocessing.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(is_int(v, 1) for v in size)):
+        raise bad("'preprocessing.image_size'", "two positive integers [height, width]")
+    if not isinstance(card.get("params"), dict):
+        raise bad("'params'", "a JSON object", card.get("params"))
+    for field in ("params_tuples", "params_not_saved"):
+        value = card.get(field)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise bad(f"'{field}'", "a list of hyperparameter names", value)
+    for field in ("params_dicts", "training_data", "metrics", "versions"):
+        if card.get(field) is not None and not isinstance(card[field], dict):
+            raise bad(f"'{field}'", "a JSON object", card[field])
+    for name, pairs in (card.get("params_dicts") or {}).items():
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and _is_plain_key(p[0]) for p in pairs
+        ):
+            raise bad(f"'params_dicts.{name}'", "a list of [key, value] pairs")
+    history = card.get("history")
+    if history is not None and not (
+        isinstance(history, list) and all(isinstance(row, dict) for row in history)
+    ):
+        raise bad("'history'", "a list of JSON objects (one per epoch)")
+    for field in ("n_features_in", "n_parameters"):
+        if card.get(field) is not None and not is_int(card[field], 0):
+            raise bad(f"'{field}'", "a non-negative integer", card[field])
+
+
 def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load as _st_load
@@ -591,6 +887,20 @@ def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{path}: is a safetensors file but not a skinestimator model file "
             "(no model card); write one with skinestimator.deploy.save_model"
         )
+    # A newer version before the digest: a newer format may compute its digest differently
+    # (this one hashes its own version in), so checking the digest first called such files
+    # corrupted. Anything else unexpected (missing, unreadable) is most likely damage, which
+    # the digest check reports.
+    try:
+        version = int(metadata.get("format_version", "0"))
+    except (TypeError, ValueError):
+        version = -1
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {metadata.get('format_version')!r} is newer "
+            f"than this skinestimator reads (version {FORMAT_VERSION}); upgrade skinestimator "
+            "to load it"
+        )
     try:
         tensors = _st_load(data)
     except SafetensorError as exc:
@@ -602,10 +912,6 @@ def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{path}: integrity check failed (SHA-256 mismatch): the file was modified or "
             "corrupted after it was saved; refusing to load it"
         )
-    try:
-        version = int(metadata.get("format_version", "0"))
-    except ValueError:
-        version = -1
     if version != FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: model file format version {metadata.get('format_version')!r} is not "
@@ -614,8 +920,9 @@ def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     try:
         card = json.loads(metadata["model_card"])
-    except (KeyError, json.JSONDecodeError) as exc:  # pragma: no cover - covered by digest
-        raise ModelFileError(f"{path}: the model card is unreadable") from exc
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: the model card is unreadable (not JSON)") from exc
+    _check_card(card, path)
     card["sha256"] = expected
     return card, tensors
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,21 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     path : str or path-like
         Where to write the ``.onnx`` file (weights included; one file).
     opset_version : int, optional
-        ONNX opset; the exporter's default when omitted.
+        ONNX opset (of the default ``ai.onnx`` domain); the exporter's default when omitted
+        (opset 20 with torch 2.14). The exporter builds the graph in its own opset (18 with
+        torch 2.14) and converts it when asked for another, which fails for some networks
+        (EfficientNet-Lite below 18): then a ``ValueError`` says so and no file is written,
+        rather than a file in another opset than requested.
 
     Returns
     -------
     path : pathlib.Path
         The path written.
+
+    Raises
+    ------
+    ValueError
+        If ``clf`` is not fitted, or the graph could not be written in ``opset_version``.
 
     Notes
     -----
@@ -94,6 +104,10 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     import torch
 
     _check_is_classifier(clf, "export_onnx")
+    if opset_version is not None and (
+        isinstance(opset_version, bool) or not isinstance(opset_version, numbers.Integral)
+    ):
+        raise ValueError(f"opset_version must be an int or None, got {opset_version!r}")
     try:
         import onnx
         import onnxscript  # noqa: F401 - the torch.export-based exporter needs it
@@ -134,6 +148,16 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
         module.train(was_training)
 
     model = program.model_proto
+    written = _main_opset(model)
+    if opset_version is not None and written != int(opset_version):
+        # The exporter only logs a failed conversion and returns the graph in its own opset:
+        # a runtime that needs the requested opset would then reject the file.
+        network = type(getattr(module, "body", module)).__name__
+        raise ValueError(
+            f"the ONNX exporter could not convert this {network} network "
+            f"to opset {int(opset_version)} (it produced opset {written}); pass "
+            f"opset_version={written}, or leave it None for the exporter's default"
+        )
     meta = {
         "classes": json.dumps(np.asarray(clf.classes_).tolist()),
         "image_size": json.dumps([height, width]),
@@ -148,6 +172,14 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
         entry.key, entry.value = key, value
     onnx.save_model(model, str(path))
     return path
+
+
+def _main_opset(model) -> int | None:
+    """The opset version of the default ONNX domain (``""`` / ``"ai.onnx"``) a model declares."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return None
 
 
 def _library_version() -> str:

@@ -217,19 +217,37 @@ def _display_size(shape) -> tuple[int, int]:
 
 
 def _model_summary(clf) -> dict[str, Any]:
-    card = getattr(clf, "model_card_", None) or {}
+    """What the page says about the model. The card is informative only and may come from an
+    older or another writer (or be set by hand): what cannot be shown is left out rather than
+    failing the app's start."""
+    card = getattr(clf, "model_card_", None)
+    card = card if isinstance(card, dict) else {}
     summary = {
         "classes": [str(c) for c in clf.classes_],
         "image_size": "×".join(str(int(v)) for v in clf.image_size_),
         "backbone": card.get("backbone") or getattr(clf, "backbone", "?"),
     }
-    counts = (card.get("training_data") or {}).get("class_counts")
-    if counts:
+    training_data = card.get("training_data")
+    counts = training_data.get("class_counts") if isinstance(training_data, dict) else None
+    if (
+        isinstance(counts, dict)
+        and counts
+        and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+            for v in counts.values()
+        )
+    ):
         summary["n_train"] = sum(int(v) for v in counts.values())
-    metrics = card.get("metrics") or {}
+    metrics = card.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
     for key in ("balanced_accuracy", "valid_bacc"):
-        if isinstance(metrics.get(key), (int, float)):
-            summary["balanced_accuracy"] = float(metrics[key])
+        value = metrics.get(key)
+        if (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and np.isfinite(float(value))
+        ):
+            summary["balanced_accuracy"] = float(value)
             break
     return summary
 
@@ -394,7 +412,7 @@ def create_app(
         Number of conditions listed.
     max_upload_bytes : int, default=10_000_000
         Larger uploads (in bytes; the page shows decimal units, 1 MB = 10⁶ bytes) are refused
-        with status 413 before being read.
+        with status 413 before being read. A positive integer: there is no "no limit" setting.
     max_image_pixels : int, default=50_000_000
         Images with more pixels (width × height) are refused with status 413 and a message
         saying so, judged from the file's header before any pixel is decoded: a small file can
@@ -404,6 +422,12 @@ def create_app(
     Returns
     -------
     app : starlette.applications.Starlette
+
+    Raises
+    ------
+    ValueError
+        If ``clf`` is not fitted, or ``max_upload_bytes`` or ``max_image_pixels`` is not a
+        positive integer.
 
     Examples
     --------
@@ -422,14 +446,12 @@ def create_app(
 
     if not hasattr(clf, "classes_"):
         raise ValueError("create_app needs a fitted classifier")
-    if (
-        isinstance(max_image_pixels, bool)
-        or not isinstance(max_image_pixels, numbers.Integral)
-        or max_image_pixels < 1
-    ):
-        raise ValueError(
-            f"max_image_pixels must be a positive integer, got {max_image_pixels!r}"
-        )
+    # Checked here: a float or None used to be accepted and then failed every request.
+    for name, value in (("max_upload_bytes", max_upload_bytes),
+                        ("max_image_pixels", max_image_pixels)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    max_upload_bytes = int(max_upload_bytes)
     analyse = _Analyser(clf, top_k, int(max_image_pixels))
     summary = _model_summary(clf)
     headers = {
