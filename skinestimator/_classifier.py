@@ -155,6 +155,8 @@ class _LesionNeuralNet(NeuralNetClassifier):
 
     tta = False
     augmentation = None
+    # Whether the last fit was stopped by KeyboardInterrupt (which skorch swallows).
+    interrupted = False
     # Added to the logits inside the loss only (logit adjustment); predictions never see it.
     logit_offset = None
     # Decay per training step of an exponential moving average of the weights, or None.
@@ -172,8 +174,14 @@ class _LesionNeuralNet(NeuralNetClassifier):
             average = AveragedModel(self.module_, use_buffers=True,
                                     multi_avg_fn=_debiased_ema_update(self.ema_decay))
             self._ema = {"average": average, "training_weights": None}
+        # skorch's fit swallows KeyboardInterrupt (Ctrl+C) to keep the partly trained network;
+        # the flag lets the estimator say so instead of returning as if training had finished.
+        self.interrupted = False
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
         finally:
             # The module keeps the averaged weights; the copies must not travel in pickles.
             self._ema = None
@@ -844,6 +852,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 open_cache.close()
         # The validation set must not travel with the fitted model (pickles, model files).
         self.net_.train_split = None
+        if getattr(self.net_, "interrupted", False):
+            # As scikit-learn's MLPClassifier: keep what was trained, and say so.
+            warn_user(f"training interrupted by the user (KeyboardInterrupt) after "
+                      f"{len(self.net_.history)} epochs; the model is only partly trained")
         self._check_weights_finite()
         self.history_ = [
             {key: value.item() if isinstance(value, np.generic) else value

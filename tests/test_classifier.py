@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -301,6 +302,26 @@ def test_unreadable_file_in_a_worker_is_reported_in_one_line(lesion_folder, tmp_
     with pytest.raises(ImageReadError, match="ISIC_0024306.jpg") as error:
         clf.predict([paths[0], str(bad)])
     assert "\n" not in str(error.value)
+
+
+def test_ctrl_c_during_fit_keeps_the_partial_model_and_says_so(lesions_train):
+    # skorch swallows KeyboardInterrupt; scikit-learn's MLPClassifier warns in that case.
+    X, y = lesions_train
+
+    class CtrlCAtEpoch2(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 2:
+                raise KeyboardInterrupt
+
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=5), callbacks=[CtrlCAtEpoch2()])
+    with pytest.warns(UserWarning, match=r"interrupted by the user .* after 2 epochs"):
+        clf.fit(X, y)
+    assert len(clf.history_) == 2
+    clf.set_params(callbacks=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fit to the end says nothing
+        clf.fit(X, y)
+    assert len(clf.history_) == 5
 
 
 def test_prediction_starts_workers_only_for_files_and_never_more_than_batches(lesion_folder):

@@ -100,6 +100,41 @@ def test_train_seed_holds_out_and_trains_as_the_python_api(model, data_dir, tmp_
     assert load_model(grouped).get_params()["random_state"] == 3
 
 
+def test_ctrl_c_during_train_exits_130_and_keeps_the_old_model(model, data_dir, tmp_path,
+                                                              capsys, monkeypatch):
+    import os
+    import shutil
+    import signal
+
+    from skorch.callbacks import Callback
+
+    from skinestimator.cli import _progress
+
+    class CtrlCAtEpoch2(Callback):  # what a terminal's Ctrl+C sends, mid-training
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_progress, "epoch_progress", lambda *a, **k: CtrlCAtEpoch2())
+    target = tmp_path / "kept.skin"
+    shutil.copy(model, target)
+    before = target.read_bytes()
+    code, out, err = run(capsys, "train", data_dir, "-o", target, "--backbone", "seed_cnn",
+                         "--image-size", "32", "--epochs", "5", "--patience", "0")
+    assert code == 130 and "interrupted" in err and "saved" not in out, (out, err)
+    assert target.read_bytes() == before  # the previous model is not replaced
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_train_summary_names_the_score_of_the_model_it_saved(data_dir, tmp_path, capsys):
+    path = tmp_path / "last.skin"
+    code, out, err = run(capsys, "train", data_dir, "-o", path, "--backbone", "seed_cnn",
+                         "--image-size", "32", "--epochs", "3", "--patience", "0")
+    assert code == 0, err
+    last = read_model_card(path)["history"][-1]["valid_bacc"]
+    assert f"last epoch's validation balanced accuracy {last:.3f}" in out, out
+
+
 def test_predict_formats(model, data_dir, capsys):
     images = sorted(str(p) for p in Path(data_dir).rglob("*.png"))
     code, out, _ = run(capsys, "predict", model, data_dir, "--format", "json", "--top-k", 2,

@@ -249,3 +249,22 @@ def test_explains_a_fitted_pipeline_or_search_and_names_what_to_pass():
     with pytest.raises(ValueError, match=takes + r".*got Pipeline \(final estimator "
                        r"'passthrough'\)$"):
         explain(Pipeline([("clf", "passthrough")]), X[:1])
+
+
+def _flat_network(n_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, n_classes))
+
+
+def test_a_network_without_a_feature_map_warns_that_the_map_is_not_gradcam(spot_model):
+    X, y = make_synthetic_lesions(n_samples=12, image_size=(16, 16), n_classes=2,
+                                  random_state=0)
+    flat = SkinLesionClassifier(backbone=_flat_network, max_epochs=1, batch_size=4,
+                                validation_fraction=None, random_state=0).fit(X, y)
+    with pytest.warns(UserWarning, match="no convolutional feature map .* rather than Grad-CAM"):
+        heatmaps = explain(flat, X[:2])
+    assert heatmaps.shape == (2, 16, 16)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a real feature map: Grad-CAM, no warning
+        explain(spot_model, spot_images(2, seed=5)[0])

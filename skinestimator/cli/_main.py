@@ -6,13 +6,16 @@ Heavy imports (torch, skorch) happen inside the commands so that ``--help`` stay
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -462,6 +465,26 @@ def _holdout(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return train, valid
 
 
+@contextlib.contextmanager
+def _interrupt_recorded():
+    """Record a Ctrl+C (SIGINT) in the yielded list while still raising KeyboardInterrupt as
+    Python's own handler does, so that an interruption something swallows is still known."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # signal handlers can only be set from the main thread
+        return
+
+    def record(signum, frame):
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, record)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_train(args) -> int:
     from skinestimator import SkinLesionClassifier
     from skinestimator._validation import fit_seeds
@@ -540,12 +563,16 @@ def cmd_train(args) -> int:
         clf = SkinLesionClassifier(**params)
         clf.set_params(callbacks=[epoch_progress(args.epochs, disable=_no_bar(args))])
         started = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _interrupt_recorded() as interrupted:
             warnings.simplefilter("ignore", UserWarning)
             # fit holds out the very images of valid_idx itself (same rule, same seed), and
             # so weighs the classes as a Python user's fit on this folder does.
             clf.fit(paths, labels, groups=groups if valid_idx is not None else None)
         elapsed = time.perf_counter() - started
+        if interrupted:
+            # skorch keeps a partly trained network after Ctrl+C and returns normally; saving
+            # it would replace the model file with a half-trained one. Exit 130 instead.
+            raise KeyboardInterrupt
     except _data_errors() as exc:
         raise CLIError(one_line(exc), EXIT_DATA) from exc
     except ValueError as exc:
@@ -589,8 +616,13 @@ def cmd_train(args) -> int:
         summary += (f"; held-out balanced accuracy {metrics['balanced_accuracy']:.3f} on "
                     f"{metrics['n_images']} images")
     elif clf.history_ and clf.history_[-1].get("valid_bacc") is not None:
-        best = max(row.get("valid_bacc", 0) for row in clf.history_)
-        summary += f"; best validation balanced accuracy {best:.3f} (split not grouped)"
+        scores = [row["valid_bacc"] for row in clf.history_ if row.get("valid_bacc") is not None]
+        if clf.patience is not None:  # early stopping kept the best epoch's weights
+            summary += (f"; best validation balanced accuracy {max(scores):.3f}, the epoch "
+                        "kept (split not grouped)")
+        else:  # --patience 0: the last epoch's weights are the model
+            summary += (f"; last epoch's validation balanced accuracy {scores[-1]:.3f} "
+                        "(split not grouped)")
     print(summary)
     return EXIT_OK
 

@@ -90,13 +90,16 @@ def save_model(
         the same path at once one complete file wins.
     metrics : mapping of str to float, optional
         Validation metrics to record in the model card, e.g. ``{"balanced_accuracy": 0.71}``
-        (values are numbers, strings or None). When omitted, the last epoch's validation scores
-        in ``clf.history_`` are recorded.
+        (values are numbers, strings or None). When omitted, the validation scores in
+        ``clf.history_`` of the weights the model keeps are recorded: the best epoch's when
+        early stopping restored it (``patience`` set), else the last epoch's.
     training_data : mapping, optional
         Training-data summary to record, e.g. ``{"class_counts": {...}, "source": "..."}``.
         ``class_counts``, when given, maps each label to its number of images (a non-negative
         int): for counts in ``clf.classes_`` order, pass ``dict(zip(clf.classes_, counts))``.
-        When omitted, ``clf.class_counts_`` is used if the classifier has it.
+        When omitted, the card has no training-data summary (``skinestimator info`` shows
+        "trained on unknown"): a fitted classifier does not keep its training labels.
+        ``skinestimator train`` records the class counts of the images it trained on.
     notes : str, optional
         Free text stored in the model card (intended use, data provenance, ...).
 
@@ -320,10 +323,6 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
 
     if metrics is None:
         metrics = _metrics_from_history(history, getattr(clf, "patience", None) is not None)
-    if training_data is None:
-        counts = getattr(clf, "class_counts_", None)
-        if counts is not None:
-            training_data = {"class_counts": _counts_dict(classes, counts)}
     image_size = [int(v) for v in clf.image_size_]
     module = clf.net_.module_
 
@@ -453,12 +452,6 @@ def _classes_kind(classes: np.ndarray) -> str:
     raise ModelFileError(
         f"classes of type {classes.dtype} cannot be stored safely; use string or integer labels"
     )
-
-
-def _counts_dict(classes, counts) -> dict[str, int]:
-    if isinstance(counts, Mapping):
-        return {str(k): int(v) for k, v in counts.items()}
-    return {str(c): int(n) for c, n in zip(classes, np.asarray(counts), strict=True)}
 
 
 def _metrics_from_history(history: list[dict], early_stopping: bool) -> dict[str, Any] | None:
@@ -605,7 +598,7 @@ def load_model(path: str | os.PathLike):
     >>> from skinestimator.deploy import load_model
     >>> clf = load_model("model.skin")  # doctest: +SKIP
     >>> clf.predict(["lesion.jpg"])  # doctest: +SKIP
-    array(['nv'], dtype='<U5')
+    array(['nv'], dtype=object)
     """
     path = Path(path)
     card, state = _read_verified(path)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .._warnings import warn_user
+
 __all__ = ["explain", "overlay_heatmap", "gradcam"]
 
 
@@ -157,6 +159,12 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
     batch_size = int(batch_size)
     clf, transforms = _explained_classifier(clf)
     module = clf.net_.module_
+    if not getattr(module, "has_feature_map", True):
+        warn_user(
+            "this network has no convolutional feature map (a backbone= factory without "
+            "timm's forward_features / forward_head): the heatmaps weigh the input pixels "
+            "(gradient x input), a pixel-level saliency map rather than Grad-CAM"
+        )
     for transform in transforms:
         images = transform.transform(images)
     # Empty input and one (H, W, 3) image raise here, with the classifier's own messages.
