@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._arrays import (
+    CHUNK_ELEMENTS,
     _check_not_one_colour_image,
     check_path_items,
     is_path_sequence,
@@ -338,7 +339,7 @@ class ColorConstancy(_ArrayImageTransformer):
         # Image by image in chunks: the float64 working copies of a whole data set take 8x
         # its uint8 size several times over (HAM10000 at 150x200 in one go: over 20 GB).
         out = np.empty_like(images)
-        per_chunk = max(1, _CHUNK_ELEMENTS // max(1, images[0].size)) if len(images) else 1
+        per_chunk = max(1, CHUNK_ELEMENTS // max(1, images[0].size)) if len(images) else 1
         for start in range(0, len(images), per_chunk):
             out[start : start + per_chunk] = self._balance(images[start : start + per_chunk])
         return out
@@ -353,10 +354,6 @@ class ColorConstancy(_ArrayImageTransformer):
         if images.dtype == np.uint8:
             return np.clip(work + 0.5, 0, 255).astype(np.uint8)
         return work.astype(images.dtype, copy=False)
-
-
-# Pixel values per chunk of ColorConstancy's work: 32 MB per float64 copy.
-_CHUNK_ELEMENTS = 1 << 22
 
 
 def _minkowski_illuminant(images: np.ndarray, power: float) -> np.ndarray:
