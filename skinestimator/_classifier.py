@@ -586,11 +586,13 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
     def _resolve_device(self) -> str:
         return resolve_device(self.device)
 
-    def _inputs(self, X, *, fitting: bool):
+    def _inputs(self, X, *, fitting: bool, own: bool = False):
         """Validate ``X``; return ``(images, from_paths)``.
 
         ``images`` is an object array of paths, or an ``(n, H, W, 3)`` uint8/float32 array at
-        the network's size (after ``fit`` has set ``image_size_``).
+        the network's size (after ``fit`` has set ``image_size_``). It may be the caller's own
+        buffer (training and prediction only read it; a whole-set copy of HAM10000 is 0.9 GB
+        as uint8, 3.6 GB as float32) unless ``own`` asks for an array of our own.
         """
         if isinstance(X, (str, bytes, os.PathLike)):
             raise ValueError(
@@ -629,8 +631,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         images = as_image_batch(array, self.image_shape)
         if not fitting and images.shape[1:3] != tuple(self.image_size_):
             images = resize_batch(images, self.image_size_, policy=self.resize)
-        if images is array or np.shares_memory(images, array):
-            images = images.copy()  # never train on (or write into) the caller's buffer
+        if own and (images is array or np.shares_memory(images, array)):
+            images = images.copy()
         return images, False
 
     # ------------------------------------------------------------------ public API
@@ -1161,10 +1163,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         net.augmentation = BatchAugmentation(float(self.augment)) if self.augment else None
         return net
 
-    def _prediction_data(self, X) -> ImageDataset:
+    def _prediction_data(self, X, *, own: bool = False) -> ImageDataset:
         check_is_fitted(self)
         self._apply_prediction_settings()
-        images, from_paths = self._inputs(X, fitting=False)
+        images, from_paths = self._inputs(X, fitting=False, own=own)
         return ImageDataset(images, None, image_size=self.image_size_, resize=self.resize)
 
     def _check_prediction_settings(self) -> torch.device | None:
@@ -1247,7 +1249,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         -------
         images : ndarray of shape (n, height, width, 3), uint8 or float32
         """
-        data = self._prediction_data(X)
+        data = self._prediction_data(X, own=True)  # returned: not a view of the caller's X
         if not data.from_paths:
             return data.X
         return np.stack([read_image(p, self.image_size_, resize=self.resize) for p in data.X])

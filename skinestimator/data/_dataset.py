@@ -97,7 +97,10 @@ class ImageDataset(SkorchDataset):
         return image
 
     def __getitem__(self, index: int):
-        image = torch.from_numpy(np.ascontiguousarray(self.load(index))).permute(2, 0, 1)
+        # A copy of this item only where torch needs one: the images may be the caller's
+        # read-only array (a memmap), which torch.from_numpy warns about.
+        image = np.require(self.load(index), requirements=["C", "W"])
+        image = torch.from_numpy(image).permute(2, 0, 1)
         target = self.y[index] if self.y is not None else 0
         if self.sample_weight is None:
             return image, target
