@@ -1252,7 +1252,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         data = self._prediction_data(X, own=True)  # returned: not a view of the caller's X
         if not data.from_paths:
             return data.X
-        return np.stack([read_image(p, self.image_size_, resize=self.resize) for p in data.X])
+        images = np.empty((len(data.X), *self.image_size_, 3), dtype=np.uint8)
+        for i, path in enumerate(data.X):  # into one array (a list, then a stack, held two)
+            images[i] = read_image(path, self.image_size_, resize=self.resize)
+        return images
 
     def _restore(self, *, classes, image_size, state_dict, history=(), n_features_in=None):
         """Rebuild a fitted estimator from its hyperparameters and weights, without training."""

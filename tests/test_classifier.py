@@ -821,3 +821,19 @@ def test_arrays_are_read_in_place_not_copied_whole():
         np.testing.assert_allclose(clf.predict_proba(X), proba)
     # to_image_array hands back an array of its own, never a view of X.
     assert not np.shares_memory(clf.to_image_array(X), X)
+
+
+def test_to_image_array_of_paths_fills_one_array(lesion_folder):
+    import tracemalloc
+
+    _, paths, y = lesion_folder
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1), image_size=(64, 64),
+                               num_workers=0).fit(paths[:20], y[:20])
+    tracemalloc.start()
+    try:
+        images = clf.to_image_array(paths)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert images.shape == (len(paths), 64, 64, 3) and images.dtype == np.uint8
+    assert peak < 1.5 * images.nbytes, peak / images.nbytes  # a list, then a stack: 2x

@@ -659,3 +659,20 @@ def test_resize_batch_of_large_photos_works_in_small_chunks():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120)
     assert float(result.stdout) < 1.0, result.stdout  # was about 5.5x the input
+
+
+def test_image_loader_with_threads_decodes_into_its_output_only(lesion_folder):
+    # The threads' decoded images were gathered in a list first: the data set twice over.
+    import tracemalloc
+
+    _, paths, _ = lesion_folder
+    paths = list(paths) * 4  # 600 images of 96x96 (about 16 MB out)
+    loader = ImageLoader(size=(96, 96), n_jobs=2)
+    tracemalloc.start()
+    try:
+        out = loader.transform(paths)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * out.nbytes, peak / out.nbytes
+    np.testing.assert_array_equal(out, ImageLoader(size=(96, 96)).transform(paths))

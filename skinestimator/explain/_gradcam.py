@@ -180,14 +180,15 @@ def explain(clf: Any, images, target=None, *, batch_size: int = 32) -> np.ndarra
         indices = None  # the single pass's top class, which is what predict gives
 
     device = next(module.parameters()).device
-    heatmaps = []
+    # Filled batch by batch (a list of batches, then their concatenation, held them twice).
+    heatmaps = np.empty(arrays.shape[:3], dtype=np.float32)
     for start in range(0, n, batch_size):
         chunk = arrays[start : start + batch_size]
         batch = torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))).to(device)
         chunk_target = None if indices is None else indices[start : start + batch_size]
         cams, _ = gradcam(module, batch, chunk_target)
-        heatmaps.append(cams)
-    return np.concatenate(heatmaps)
+        heatmaps[start : start + len(chunk)] = cams
+    return heatmaps
 
 
 def _explained_classifier(estimator):

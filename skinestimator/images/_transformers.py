@@ -148,11 +148,15 @@ class ImageLoader(TransformerMixin, BaseEstimator):
             for i, path in enumerate(paths):
                 out[i] = read_image(path, size, resize=self.resize)
         else:
-            decoded = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                delayed(read_image)(p, size, resize=self.resize) for p in paths
+            # Each thread writes its image straight into the output (a list of the decoded
+            # images first held the data set twice); "sharedmem" keeps them threads even
+            # inside a user's joblib backend of processes.
+            def read_into(i: int, path) -> None:
+                out[i] = read_image(path, size, resize=self.resize)
+
+            Parallel(n_jobs=self.n_jobs, require="sharedmem")(
+                delayed(read_into)(i, path) for i, path in enumerate(paths)
             )
-            for i, image in enumerate(decoded):
-                out[i] = image
         return out
 
     def __sklearn_tags__(self):
