@@ -608,6 +608,10 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             if fitting:
                 self._forget_table_input()
             return paths, True
+        if not hasattr(X, "dtype") and not hasattr(X, "dtypes"):
+            # A list of images becomes one array in its own dtype: check_array would make
+            # float32 of uint8 pixels (4x their size) only to have them cast back.
+            X = np.asarray(X)
         integers = _holds_integers(X)
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
         if ndim == 2:  # tables (DataFrames included) get scikit-learn's full validation

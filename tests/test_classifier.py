@@ -837,3 +837,20 @@ def test_to_image_array_of_paths_fills_one_array(lesion_folder):
         tracemalloc.stop()
     assert images.shape == (len(paths), 64, 64, 3) and images.dtype == np.uint8
     assert peak < 1.5 * images.nbytes, peak / images.nbytes  # a list, then a stack: 2x
+
+
+def test_a_list_of_uint8_images_is_not_widened_to_float(lesions_train):
+    # check_array made float32 of a list's uint8 pixels (4x their size) and cast them back.
+    import tracemalloc
+
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:40], y[:40])
+    images = list(np.repeat(X, 4, axis=0))
+    tracemalloc.start()
+    try:
+        proba = clf.predict_proba(images)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * len(images) * images[0].nbytes, peak / (len(images) * images[0].nbytes)
+    np.testing.assert_allclose(proba, clf.predict_proba(np.stack(images)), atol=1e-6)
