@@ -61,3 +61,16 @@ def tiny_classifier(**params) -> SkinLesionClassifier:
         random_state=0,
     )
     return SkinLesionClassifier(**{**defaults, **params})
+
+
+def peak_memory(function, *args, **kwargs):
+    """``(result, peak bytes)`` of ``function(*args, **kwargs)``, as traced by tracemalloc
+    (numpy's allocations included, torch's not)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = function(*args, **kwargs)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -26,7 +26,7 @@ from skinestimator import (
     read_image,
     save_image_folder,
 )
-from tests.conftest import require_ham10000
+from tests.conftest import peak_memory, require_ham10000
 
 SEED_CNN = {"backbone": "seed_cnn", "max_epochs": 6, "batch_size": 16, "augment": False,
             "validation_fraction": None, "random_state": 0}
@@ -797,20 +797,11 @@ def test_head_only_without_augmentation_trains_on_cached_features(lesions_train,
 def test_arrays_are_read_in_place_not_copied_whole():
     # A whole-set copy of HAM10000 is 0.9 GB as uint8 and 3.6 GB as float32; prediction copied
     # it once and fit twice (once per split part, once defensively).
-    import tracemalloc
-
     X = np.random.RandomState(0).randint(0, 256, (400, 64, 64, 3), dtype=np.uint8)
     y = np.arange(400) % 2
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:40], y[:40])
-    tracemalloc.start()
-    try:
-        clf.fit(X, y)
-        fit_peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.reset_peak()
-        proba = clf.predict_proba(X)
-        predict_peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, fit_peak = peak_memory(clf.fit, X, y)
+    proba, predict_peak = peak_memory(clf.predict_proba, X)
     assert fit_peak < 1.5 * X.nbytes, fit_peak / X.nbytes  # the training part, indexed once
     assert predict_peak < 0.5 * X.nbytes, predict_peak / X.nbytes
 
@@ -824,33 +815,19 @@ def test_arrays_are_read_in_place_not_copied_whole():
 
 
 def test_to_image_array_of_paths_fills_one_array(lesion_folder):
-    import tracemalloc
-
     _, paths, y = lesion_folder
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1), image_size=(64, 64),
                                num_workers=0).fit(paths[:20], y[:20])
-    tracemalloc.start()
-    try:
-        images = clf.to_image_array(paths)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    images, peak = peak_memory(clf.to_image_array, paths)
     assert images.shape == (len(paths), 64, 64, 3) and images.dtype == np.uint8
     assert peak < 1.5 * images.nbytes, peak / images.nbytes  # a list, then a stack: 2x
 
 
 def test_a_list_of_uint8_images_is_not_widened_to_float(lesions_train):
     # check_array made float32 of a list's uint8 pixels (4x their size) and cast them back.
-    import tracemalloc
-
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, max_epochs=1)).fit(X[:40], y[:40])
     images = list(np.repeat(X, 4, axis=0))
-    tracemalloc.start()
-    try:
-        proba = clf.predict_proba(images)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    proba, peak = peak_memory(clf.predict_proba, images)
     assert peak < 1.5 * len(images) * images[0].nbytes, peak / (len(images) * images[0].nbytes)
     np.testing.assert_allclose(proba, clf.predict_proba(np.stack(images)), atol=1e-6)

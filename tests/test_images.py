@@ -26,7 +26,7 @@ from skinestimator import (
     save_image_folder,
 )
 from skinestimator.images import image_file_size, resize_batch
-from tests.conftest import require_dermamnist, require_ham10000
+from tests.conftest import peak_memory, require_dermamnist, require_ham10000
 
 
 def _save(tmp_path, name, image: Image.Image, **options):
@@ -257,16 +257,9 @@ def test_colour_constancy_infinite_power_is_max_rgb():
 
 def test_colour_constancy_of_a_data_set_needs_memory_of_its_size_only():
     # In one go, its float64 working copies took 32x the uint8 input: HAM10000 ran out of 24 GB.
-    import tracemalloc
-
     images = np.random.default_rng(0).integers(0, 256, (400, 150, 200, 3), dtype=np.uint8)
     cc = ColorConstancy().fit(images[:2])
-    tracemalloc.start()
-    try:
-        out = cc.transform(images)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = peak_memory(cc.transform, images)
     assert peak < 8 * images.nbytes, f"peak {peak / 1e6:.0f} MB for {images.nbytes / 1e6:.0f} MB"
     # Each image is balanced on its own, so chunks change nothing.
     for i in (0, 399):
@@ -663,16 +656,8 @@ def test_resize_batch_of_large_photos_works_in_small_chunks():
 
 def test_image_loader_with_threads_decodes_into_its_output_only(lesion_folder):
     # The threads' decoded images were gathered in a list first: the data set twice over.
-    import tracemalloc
-
     _, paths, _ = lesion_folder
     paths = list(paths) * 4  # 600 images of 96x96 (about 16 MB out)
-    loader = ImageLoader(size=(96, 96), n_jobs=2)
-    tracemalloc.start()
-    try:
-        out = loader.transform(paths)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = peak_memory(ImageLoader(size=(96, 96), n_jobs=2).transform, paths)
     assert peak < 1.5 * out.nbytes, peak / out.nbytes
     np.testing.assert_array_equal(out, ImageLoader(size=(96, 96)).transform(paths))
