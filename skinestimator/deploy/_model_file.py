@@ -638,7 +638,7 @@ def load_model(path: str | os.PathLike):
     except ModelFileError:
         raise
     except (RuntimeError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
         if isinstance(exc, RuntimeError) and "loading state_dict" in first:
             # load_state_dict's report of missing / unexpected keys or shape mismatches (only
             # reached when the meta-device comparison above could not run).
