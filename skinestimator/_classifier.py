@@ -315,6 +315,14 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         For 2-D input ``(n, d)``: the ``(height, width[, channels])`` of each flattened row (e.g.
         ``(8, 8)`` for scikit-learn's digits). Without it, ``d = s*s`` is an ``s × s`` grey image,
         ``d = 3*s*s`` an RGB one, and anything else a ``1 × d`` strip.
+    color_constancy : float or None, default=None
+        Shades-of-grey colour constancy (Finlayson & Trezzi, 2004; part of the top ISIC 2018
+        entries): the network rescales the colour channels of every image so that its estimated
+        illuminant, the Minkowski ``color_constancy``-mean of each channel (6 is the usual
+        power), becomes grey. Photos from other cameras and lights then look alike. It is part
+        of the network, after the training augmentation, so it applies to file paths, arrays,
+        prediction, saved models and ONNX exports alike, and the decoded-image cache keeps the
+        original pixels. Measured on HAM10000: see ``docs/benchmarks.md``. ``None``: off.
     max_epochs : int, default=15
     batch_size : int, default=32
     predict_batch_size : int or None, default=None
@@ -422,6 +430,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         image_size: int | tuple[int, int] | None = None,
         resize: str = "crop",
         image_shape: tuple[int, ...] | None = None,
+        color_constancy: float | None = None,
         max_epochs: int = 15,
         batch_size: int = 32,
         predict_batch_size: int | None = None,
@@ -450,6 +459,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.image_size = image_size
         self.resize = resize
         self.image_shape = image_shape
+        self.color_constancy = color_constancy
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.predict_batch_size = predict_batch_size
@@ -529,6 +539,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 f"lr_schedule must be 'warmup_cosine' or 'constant', got {self.lr_schedule!r}"
             )
         real("ema_decay", lambda v: 0 < v < 1, "None or a number in (0, 1)", allow_none=True)
+        # Finite: the model card is strict JSON (ColorConstancy takes np.inf for max-RGB).
+        real("color_constancy", lambda v: 1 <= v < math.inf, "None or a finite number >= 1",
+             allow_none=True)
         if not (
             self.class_weight is None
             or self.class_weight == "balanced"
@@ -842,8 +855,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                 else:
                     self._warn_if_average_too_short(len(train_data), epochs or self.max_epochs)
                     self.device_ = device
-                    module = build_network(self.backbone, len(self.classes_),
-                                           pretrained=self.pretrained, finetune=self.finetune)
+                    module = self._network(pretrained=self.pretrained)
                     if self._trains_on_cached_features(module):
                         self.net_ = self._fit_head_on_features(
                             module, train_data, valid_data, from_paths, epochs, logit_offset
@@ -1067,19 +1079,24 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             group.setdefault("initial_lr", group["lr"])
         return net
 
+    def _network(self, *, pretrained: bool, n_classes: int | None = None):
+        """The torch module these hyperparameters describe, for ``classes_`` (or n_classes)."""
+        return build_network(
+            self.backbone,
+            len(self.classes_) if n_classes is None else n_classes,
+            pretrained=pretrained,
+            finetune=self.finetune,
+            channels_last=True,
+            color_constancy=self.color_constancy,
+        )
+
     def _build_net(self, n_classes, n_train, valid_data, from_paths, module=None,
                    logit_offset=None):
         from skorch.callbacks import EpochScoring, LRScheduler, ProgressBar
         from skorch.helper import predefined_split
 
         if module is None:
-            module = build_network(
-                self.backbone,
-                n_classes,
-                pretrained=self.pretrained,
-                finetune=self.finetune,
-                channels_last=True,
-            )
+            module = self._network(pretrained=self.pretrained, n_classes=n_classes)
         callbacks = []
         if valid_data is not None:
             callbacks.append(
@@ -1243,7 +1260,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
     def to_image_array(self, X) -> np.ndarray:
-        """The pixels the network sees for ``X``, at ``image_size_`` (no augmentation).
+        """The pixels the network is given for ``X``, at ``image_size_`` (no augmentation).
+
+        The network's own input steps (``color_constancy``, then the normalization) come after.
 
         Parameters
         ----------
@@ -1270,8 +1289,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         if n_features_in is not None:
             self.n_features_in_ = int(n_features_in)
         # The weights come from the file, so never fetch pretrained ones first.
-        module = build_network(self.backbone, len(self.classes_), pretrained=False,
-                               finetune=self.finetune)
+        module = self._network(pretrained=False)
         self.net_ = self._build_net(len(self.classes_), 1, None, False, module=module)
         self.net_.initialize()
         self.net_.module_.load_state_dict(state_dict)

@@ -14,10 +14,11 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from skorch.callbacks import Callback
 
 from skinestimator import (
+    ColorConstancy,
     ImageLoader,
     ImageReadError,
     SkinLesionClassifier,
@@ -26,7 +27,7 @@ from skinestimator import (
     read_image,
     save_image_folder,
 )
-from tests.conftest import peak_memory, require_ham10000
+from tests.conftest import peak_memory, require_ham10000, tiny_classifier
 
 SEED_CNN = {"backbone": "seed_cnn", "max_epochs": 6, "batch_size": 16, "augment": False,
             "validation_fraction": None, "random_state": 0}
@@ -203,6 +204,9 @@ def test_corrupt_file_error_names_the_file(lesion_folder, tmp_path):
         ({"augment": 2.0}, "augment must be"),
         ({"logit_adjustment": -1.0}, "logit_adjustment must be a number >= 0"),
         ({"ema_decay": 1.0}, r"ema_decay must be None or a number in \(0, 1\)"),
+        ({"color_constancy": 0.5}, "color_constancy must be None or a finite number >= 1"),
+        ({"color_constancy": float("inf")}, "color_constancy must be None or a finite number"),
+        ({"color_constancy": "6"}, "color_constancy must be None or a finite number >= 1"),
     ],
 )
 def test_bad_parameters_are_reported_in_fit(lesions_train, params, message):
@@ -831,3 +835,19 @@ def test_a_list_of_uint8_images_is_not_widened_to_float(lesions_train):
     proba, peak = peak_memory(clf.predict_proba, images)
     assert peak < 1.5 * len(images) * images[0].nbytes, peak / (len(images) * images[0].nbytes)
     np.testing.assert_allclose(proba, clf.predict_proba(np.stack(images)), atol=1e-6)
+
+
+def test_color_constancy_is_the_color_constancy_transformer_inside_the_network(
+        lesions_train, lesions_test):
+    X, y = lesions_train
+    X_test, _ = lesions_test
+    # Float pixels and no augmentation, so both routes see the very same numbers.
+    images, test_images = X.astype(np.float32) / 255, X_test.astype(np.float32) / 255
+    inside = tiny_classifier(color_constancy=6, max_epochs=3).fit(images, y)
+    outside = make_pipeline(ColorConstancy(power=6), tiny_classifier(max_epochs=3))
+    outside.fit(images, y)
+    np.testing.assert_allclose(inside.predict_proba(test_images),
+                               outside.predict_proba(test_images), atol=1e-3)
+    plain = tiny_classifier(max_epochs=3).fit(images, y)
+    assert np.abs(plain.predict_proba(test_images)
+                  - inside.predict_proba(test_images)).max() > 0.05

@@ -210,12 +210,14 @@ def test_train_with_metadata_holds_out_whole_lesions(data_dir, tmp_path, capsys)
 def test_imbalance_options_reach_the_classifier(data_dir, tmp_path, capsys):
     model_path = tmp_path / "adjusted.skin"
     code, _, err = run(capsys, "train", data_dir, "-o", model_path, "--class-weight", "none",
-                       "--logit-adjustment", "0.5", "--ema-decay", "0.9", *FAST)
+                       "--logit-adjustment", "0.5", "--ema-decay", "0.9",
+                       "--color-constancy", "6", *FAST)
     assert code == 0, err
     params = read_model_card(model_path)["params"]
     assert params["class_weight"] is None and params["logit_adjustment"] == 0.5
-    assert params["ema_decay"] == 0.9
-    for option, value in (("--logit-adjustment", "-1"), ("--ema-decay", "1")):
+    assert params["ema_decay"] == 0.9 and params["color_constancy"] == 6
+    for option, value in (("--logit-adjustment", "-1"), ("--ema-decay", "1"),
+                          ("--color-constancy", "0.5"), ("--color-constancy", "inf")):
         code, _, err = run(capsys, "train", data_dir, "-o", model_path, option, value)
         assert code == 2 and option in err and "Traceback" not in err
 

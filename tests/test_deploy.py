@@ -545,3 +545,20 @@ def test_onnx_export_refuses_an_opset_it_could_not_write(data, tmp_path):
     assert len(opset(export_onnx(clf, tmp_path / "default.onnx"))) == 1
     with pytest.raises(ValueError, match="opset_version must be an int"):
         export_onnx(clf, tmp_path / "x.onnx", opset_version=17.0)
+
+
+def test_color_constancy_travels_with_the_model_file_and_the_onnx_graph(data, tmp_path):
+    X, y = data
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=1, image_size=(32, 32),
+                               color_constancy=6, random_state=0).fit(X, y)
+    relit = np.clip(X * np.float32([1.0, 0.8, 0.6]), 0, 255).astype(np.uint8)
+    loaded = load_model(save_model(clf, tmp_path / "cc.skin"))
+    assert loaded.color_constancy == 6
+    assert read_model_card(tmp_path / "cc.skin")["preprocessing"]["color_constancy"] == 6
+    np.testing.assert_array_equal(loaded.predict_proba(relit), clf.predict_proba(relit))
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(export_onnx(clf, tmp_path / "cc.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    # The graph balances the colours itself: the caller passes the photo's own pixels.
+    np.testing.assert_allclose(session.run(None, {"image": relit})[0],
+                               clf.predict_proba(relit), atol=1e-4, rtol=0)

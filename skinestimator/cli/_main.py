@@ -105,6 +105,10 @@ def _open_fraction(text: str) -> float:
     return _checked_float(text, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
 
 
+def _minkowski_power(text: str) -> float:
+    return _checked_float(text, lambda v: 1.0 <= v < math.inf, "a finite number >= 1")
+
+
 def _unit_interval(text: str) -> float:
     return _checked_float(text, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
@@ -543,6 +547,8 @@ def cmd_train(args) -> int:
         params["logit_adjustment"] = args.logit_adjustment
     if args.ema_decay is not None:
         params["ema_decay"] = args.ema_decay
+    if args.color_constancy is not None:
+        params["color_constancy"] = args.color_constancy
     if args.pretrained is not None:
         params["pretrained"] = args.pretrained
 
@@ -1064,6 +1070,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=_open_fraction, default=None, metavar="DECAY",
                    help="keep a moving average of the weights with this decay per step (e.g. "
                         "0.998) and fit that (default: the last weights)")
+    p.add_argument("--color-constancy", type=_minkowski_power, default=None, metavar="POWER",
+                   help="shades-of-grey colour constancy inside the network: rescale each "
+                        "image's colour channels so that its light, the POWER-mean of each "
+                        "channel, becomes grey (6 is usual; default: off)")
     p.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="share held out to score each epoch (0: none); with --metadata whole "
                         "groups are held out")

@@ -340,6 +340,8 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
                 "input": "RGB image, resized to image_size by the classifier",
                 "channels": 3,  # the network's input; grey images are repeated to RGB
                 "normalization": _normalization_of(module),
+                # Done by the network itself (and by an exported ONNX graph), not by the caller.
+                "color_constancy": getattr(module, "color_constancy", None),
             }
         ),
         "params": params,

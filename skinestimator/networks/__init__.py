@@ -6,7 +6,7 @@ from ._backbones import (
     lite0_imagenet_state_dict,
     lite_imagenet_state_dict,
 )
-from ._lesion_net import LesionNet
+from ._lesion_net import LesionNet, shades_of_grey
 from ._seed_cnn import SeedCNN
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "build_network",
     "lite0_imagenet_state_dict",
     "lite_imagenet_state_dict",
+    "shades_of_grey",
 ]

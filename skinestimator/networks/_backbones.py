@@ -220,6 +220,7 @@ def build_network(
     pretrained: bool = True,
     finetune="all",
     channels_last: bool = True,
+    color_constancy: float | None = None,
 ) -> LesionNet:
     """Build the network for ``n_classes`` outputs.
 
@@ -240,6 +241,9 @@ def build_network(
         Which parameters train: all, only the classification head, or the last ``k`` stages of
         the backbone plus the head.
     channels_last : bool, default=True
+    color_constancy : float or None, default=None
+        Minkowski power of the shades-of-grey colour constancy the network applies to its
+        input (see :func:`~skinestimator.networks.shades_of_grey`); None for none.
 
     Returns
     -------
@@ -279,4 +283,5 @@ def build_network(
         std=std,
         channels_last=channels_last,
         frozen=_frozen_modules(body, finetune),
+        color_constancy=color_constancy,
     )

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["LesionNet"]
+__all__ = ["LesionNet", "shades_of_grey"]
 
 
 class LesionNet(nn.Module):
-    """Normalization → backbone features → classification head, returning logits.
+    """Colour constancy (optional) → normalization → backbone features → head, returning logits.
 
     Parameters
     ----------
@@ -28,6 +29,9 @@ class LesionNet(nn.Module):
     frozen : sequence of torch.nn.Module, default=()
         Sub-modules whose parameters are not trained; their batch-norm statistics are frozen
         too (kept in eval mode when the net trains).
+    color_constancy : float or None, default=None
+        Minkowski power of shades-of-grey colour constancy applied to every image before the
+        normalization (see :func:`shades_of_grey`), or None for none.
 
     Notes
     -----
@@ -43,9 +47,12 @@ class LesionNet(nn.Module):
         std: Sequence[float],
         channels_last: bool = True,
         frozen: Sequence[nn.Module] = (),
+        color_constancy: float | None = None,
     ):
         super().__init__()
         self.body = body
+        # A plain attribute, not a buffer: the weights files stay the same with or without it.
+        self.color_constancy = None if color_constancy is None else float(color_constancy)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.channels_last = channels_last
@@ -64,6 +71,8 @@ class LesionNet(nn.Module):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Scale a raw ``(N, 3, H, W)`` batch to the backbone's input distribution."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        if self.color_constancy is not None:
+            x = shades_of_grey(x, self.color_constancy)
         x = (x - self.mean) / self.std
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -89,3 +98,46 @@ class LesionNet(nn.Module):
         for module in self._frozen:
             module.eval()
         return self
+
+
+def shades_of_grey(images: torch.Tensor, power: float = 6.0) -> torch.Tensor:
+    """Shades-of-grey colour constancy of a float batch ``(N, 3, H, W)``, per image.
+
+    The torch twin of :class:`~skinestimator.ColorConstancy` (same estimate, same gains; no
+    rounding or clipping to ``uint8``), so that it runs inside the network: on the batch where
+    it already is (GPU included), after the training augmentation (a photo taken under another
+    light is what the network meets at prediction time), and inside exported ONNX graphs.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, 3, H, W), floating point
+    power : float >= 1 or ``math.inf``
+        Minkowski norm of the illuminant estimate (1: grey-world, ``inf``: max-RGB).
+
+    Returns
+    -------
+    torch.Tensor
+        The images with each channel scaled so that the estimated illuminant becomes a grey of
+        the same norm (the image's overall brightness is kept).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skinestimator.networks import shades_of_grey
+    >>> reddish = torch.tensor([0.8, 0.4, 0.4]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    >>> shades_of_grey(reddish)[0, :, 0, 0]
+    tensor([0.5657, 0.5657, 0.5657])
+    """
+    magnitude = images.abs()
+    peak = magnitude.amax(dim=(2, 3), keepdim=True)
+    if math.isinf(power):
+        illuminant = peak
+    else:
+        # Divided by the channel's peak first, so that no power can overflow float32.
+        scale = torch.where(peak > 0, peak, torch.ones_like(peak))
+        mean = (magnitude / scale).pow(power).mean(dim=(2, 3), keepdim=True)
+        illuminant = torch.where(peak > 0, scale * mean.pow(1.0 / power), torch.zeros_like(peak))
+    norm = illuminant.square().sum(dim=1, keepdim=True).sqrt()
+    gain = norm / (math.sqrt(3.0) * illuminant.clamp_min(1e-12))
+    gain = torch.where(norm > 0, gain, torch.ones_like(gain))
+    return images * gain
