@@ -322,7 +322,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         power), becomes grey. Photos from other cameras and lights then look alike. It is part
         of the network, after the training augmentation, so it applies to file paths, arrays,
         prediction, saved models and ONNX exports alike, and the decoded-image cache keeps the
-        original pixels. Measured on HAM10000: see ``docs/benchmarks.md``. ``None``: off.
+        original pixels. Like ``backbone``, it is built into the network at ``fit``: changing
+        it afterwards takes effect at the next fit. Measured on HAM10000: see
+        ``docs/benchmarks.md``. ``None``: off.
     max_epochs : int, default=15
     batch_size : int, default=32
     predict_batch_size : int or None, default=None

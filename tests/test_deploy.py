@@ -562,3 +562,20 @@ def test_color_constancy_travels_with_the_model_file_and_the_onnx_graph(data, tm
     # The graph balances the colours itself: the caller passes the photo's own pixels.
     np.testing.assert_allclose(session.run(None, {"image": relit})[0],
                                clf.predict_proba(relit), atol=1e-4, rtol=0)
+
+
+def test_a_color_constancy_changed_after_fit_is_not_saved_as_the_models(fitted, data,
+                                                                         tmp_path):
+    X, _ = data
+    before = fitted.predict_proba(X)
+    fitted.set_params(color_constancy=6)
+    try:
+        # The fitted network is unchanged; a file claiming otherwise would load as another model.
+        np.testing.assert_array_equal(fitted.predict_proba(X), before)
+        with pytest.raises(ModelFileError, match=r"color_constancy is 6 but the network was "
+                                                 r"fitted with None .*set_params\(color_"
+                                                 r"constancy=None\)"):
+            save_model(fitted, tmp_path / "changed.skin")
+    finally:
+        fitted.set_params(color_constancy=None)
+    assert not (tmp_path / "changed.skin").exists()

@@ -111,7 +111,8 @@ def save_model(
     Raises
     ------
     ModelFileError
-        If ``clf`` is not a fitted classifier with a named backbone.
+        If ``clf`` is not a fitted classifier with a named backbone, or its
+        ``color_constancy`` was changed after ``fit``.
     ValueError
         If ``metrics`` or ``training_data`` is malformed (e.g. class counts that are not
         non-negative integers keyed by label).
@@ -146,6 +147,7 @@ def save_model(
             f"name), not {type(clf.backbone).__name__}; pickle/joblib can store such a model "
             "for trusted use"
         )
+    _check_network_matches_params(clf, module)
     path = Path(path)
     _check_summaries(metrics, training_data)
     state = {
@@ -298,6 +300,20 @@ def _check_is_classifier(clf: Any, action: str) -> None:
     raise ModelFileError(
         f"{action} takes a fitted SkinLesionClassifier, got {type(clf).__name__}{hint}"
     )
+
+
+def _check_network_matches_params(clf: Any, module: Any) -> None:
+    """Refuse a ``color_constancy`` changed by ``set_params`` after ``fit``: the network keeps
+    the power it was fitted with, so the file would describe another model than the one that
+    predicts (and load_model would rebuild that other one, without a word)."""
+    wanted = clf.get_params(deep=False).get("color_constancy")
+    fitted = getattr(module, "color_constancy", None)
+    if wanted != fitted:
+        raise ModelFileError(
+            f"color_constancy is {wanted!r} but the network was fitted with {fitted!r} (it "
+            "takes effect at the next fit): refit the classifier, or set_params("
+            f"color_constancy={fitted!r}) before saving"
+        )
 
 
 def _fitted_module(clf: Any):
