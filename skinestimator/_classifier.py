@@ -322,9 +322,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         power), becomes grey. Photos from other cameras and lights then look alike. It is part
         of the network, after the training augmentation, so it applies to file paths, arrays,
         prediction, saved models and ONNX exports alike, and the decoded-image cache keeps the
-        original pixels. Like ``backbone``, it is built into the network at ``fit``: changing
-        it afterwards takes effect at the next fit. Measured on HAM10000: see
-        ``docs/benchmarks.md``. ``None``: off.
+        original pixels. Changed by ``set_params`` after training, it takes effect when the
+        network trains next (``fit``, ``partial_fit`` or a ``warm_start`` fit). Measured on
+        HAM10000: see ``docs/benchmarks.md``. ``None``: off.
     max_epochs : int, default=15
     batch_size : int, default=32
     predict_batch_size : int or None, default=None
@@ -853,6 +853,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
                     )
                     self.net_.logit_offset = logit_offset
                     self.net_.ema_decay = self.ema_decay
+                    # A network step without weights, so continued training can switch it too.
+                    self.net_.module_.color_constancy = (
+                        None if self.color_constancy is None else float(self.color_constancy))
                     self.net_.partial_fit(train_data, y=None, epochs=epochs or self.max_epochs)
                 else:
                     self._warn_if_average_too_short(len(train_data), epochs or self.max_epochs)

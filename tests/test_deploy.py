@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save as st_save
+from sklearn.base import clone
 
 from skinestimator import SkinLesionClassifier, make_synthetic_lesions, save_image_folder
 from skinestimator.deploy import (
@@ -579,3 +580,10 @@ def test_a_color_constancy_changed_after_fit_is_not_saved_as_the_models(fitted, 
     finally:
         fitted.set_params(color_constancy=None)
     assert not (tmp_path / "changed.skin").exists()
+    # Continued training applies the new setting, and the model then saves as what it is.
+    X, y = data
+    continued = clone(fitted).fit(X, y).set_params(color_constancy=6)
+    continued.partial_fit(X, y)
+    assert continued.net_.module_.color_constancy == 6
+    loaded = load_model(save_model(continued, tmp_path / "continued.skin"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), continued.predict_proba(X))

@@ -306,12 +306,12 @@ def _check_network_matches_params(clf: Any, module: Any) -> None:
     """Refuse a ``color_constancy`` changed by ``set_params`` after ``fit``: the network keeps
     the power it was fitted with, so the file would describe another model than the one that
     predicts (and load_model would rebuild that other one, without a word)."""
-    wanted = clf.get_params(deep=False).get("color_constancy")
+    wanted = getattr(clf, "color_constancy", None)
     fitted = getattr(module, "color_constancy", None)
     if wanted != fitted:
         raise ModelFileError(
             f"color_constancy is {wanted!r} but the network was fitted with {fitted!r} (it "
-            "takes effect at the next fit): refit the classifier, or set_params("
+            "takes effect when the network trains next): refit the classifier, or set_params("
             f"color_constancy={fitted!r}) before saving"
         )
 
