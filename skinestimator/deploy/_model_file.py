@@ -736,8 +736,6 @@ def _check_weights_fit(clf, n_classes: int, state: Mapping[str, Any], path: Path
     used to make the loader allocate gigabytes first."""
     import torch
 
-    from skinestimator.networks import build_network
-
     n_numbers = sum(int(t.numel()) for t in state.values())
     if n_classes > n_numbers:
         # The classification head holds at least one number per class.
@@ -747,9 +745,9 @@ def _check_weights_fit(clf, n_classes: int, state: Mapping[str, Any], path: Path
         )
     try:
         # On the meta device modules get shapes but no memory, and no initialization runs.
+        # The very build _restore makes next, so that the two cannot drift apart.
         with torch.device("meta"):
-            module = build_network(clf.backbone, n_classes, pretrained=False,
-                                   finetune=clf.finetune)
+            module = clf._network(pretrained=False, n_classes=n_classes)
         expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     except Exception:  # noqa: BLE001 - the real build in _restore reports the problem
         return
