@@ -169,10 +169,28 @@ RESULT_COLUMNS = ["configuration", "accuracy", "balanced accuracy", "macro AUC",
 
 
 def run_isolated(function, *args, **kwargs):
-    """Run ``function(*args, **kwargs)`` in a fresh process and return its result."""
+    """Run ``function(*args, **kwargs)`` in a fresh process and return its result.
+
+    The run stops with the script: a benchmark killed (``kill``, ``timeout``) used to leave its
+    hour-long training run behind as an orphan that held both cores until it finished.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args, **kwargs).result()
+        return pool.submit(_run_while_parent_lives, os.getpid(), function, args, kwargs).result()
+
+
+def _run_while_parent_lives(parent_pid: int, function, args, kwargs):
+    import threading
+    import time
+
+    def watch() -> None:
+        # An orphan is adopted by another process, so its parent id changes.
+        while os.getppid() == parent_pid:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return function(*args, **kwargs)
