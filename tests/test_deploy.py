@@ -6,11 +6,14 @@ import json
 import os
 import pickle
 import struct
+import subprocess
+import sys
 
 import joblib
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from sklearn.base import clone
 
@@ -45,10 +48,17 @@ def model_file(fitted, tmp_path):
     return path
 
 
-def _assert_refused(path, *words):
+def _assert_refused(path, *words, file_itself=True):
+    """load_model refuses ``path`` with one line naming it and ``words``; where the file itself
+    is bad (not only the model it describes), read_model_card refuses it alike."""
     with pytest.raises(ModelFileError) as info:
         load_model(path)
     message = str(info.value)
+    if file_itself:
+        # read_model_card verifies the file from its bytes, without torch: the same refusal.
+        with pytest.raises(ModelFileError) as card_info:
+            read_model_card(path)
+        assert str(card_info.value) == message
     assert "\n" not in message, "messages must fit on one line"
     assert str(path) in message, "messages must name the file"
     for word in words:
@@ -109,6 +119,37 @@ def test_one_byte_changed_is_refused(model_file):
             assert "integrity check failed" in message, (where, message)
     model_file.write_bytes(original)
     load_model(model_file)  # the undamaged bytes still load
+
+
+def test_skinestimator_info_verifies_a_model_without_loading_torch(model_file):
+    # The digest is computed from the file's own bytes, so `info` answers in a fraction of the
+    # time torch takes to import (about 2 s here).
+    script = (
+        "import contextlib, io, sys\n"
+        "from skinestimator.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['info', {str(model_file)!r}])\n"
+        "print(code, 'torch' in sys.modules, 'no corruption found' in out.getvalue())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "False", "True"]
+
+
+def test_a_tensor_dtype_outside_the_byte_readers_table_is_verified_through_torch(model_file):
+    state = st_load(model_file.read_bytes())
+    state["extra"] = torch.arange(6, dtype=torch.int32).to(torch.uint16)  # safetensors' U16
+    _rewrite(model_file, state=state)
+    data = model_file.read_bytes()
+    header = _model_file._parse_header(model_file, data)
+    assert _model_file._file_digest(header["__metadata__"], header, data) is None
+    read_model_card(model_file)  # verified by hashing the tensors torch loads instead
+    damaged = bytearray(model_file.read_bytes())
+    damaged[-1] ^= 0x01
+    model_file.write_bytes(bytes(damaged))
+    _assert_refused(model_file, "integrity check failed")
 
 
 def test_truncated_file_is_refused(model_file):
@@ -197,12 +238,12 @@ def test_incompatible_files_are_refused(model_file):
     card = read_model_card(model_file)
     card["params"]["quantum_flux"] = 3
     _rewrite(model_file, card=card)
-    _assert_refused(model_file, "quantum_flux", "upgrade")
+    _assert_refused(model_file, "quantum_flux", "upgrade", file_itself=False)
 
     model_file.write_bytes(original)
     state = {"body.blocks.0.0.weight": torch.zeros(4, 3, 3, 3)}
     _rewrite(model_file, state=state)
-    _assert_refused(model_file, "do not fit")
+    _assert_refused(model_file, "do not fit", file_itself=False)
 
 
 def test_integer_classes_keep_their_type(tmp_path):
@@ -434,7 +475,8 @@ def test_an_invalid_hyperparameter_is_named_not_called_a_weight_mismatch(model_f
         bad = json.loads(json.dumps(card))
         bad["params"][name] = value
         _rewrite(model_file, card=bad)
-        message = _assert_refused(model_file, f"hyperparameter {name!r}", "invalid")
+        message = _assert_refused(model_file, f"hyperparameter {name!r}", "invalid",
+                                  file_itself=False)
         assert "do not fit" not in message, message
 
 
@@ -477,16 +519,16 @@ def test_a_small_file_cannot_make_the_loader_build_a_huge_network(model_file, mo
     huge = json.loads(json.dumps(card))
     huge["backbone"] = huge["params"]["backbone"] = "vit_huge_patch14_224"
     _rewrite(model_file, card=huge)
-    _assert_refused(model_file, "do not fit", "vit_huge_patch14_224")
+    _assert_refused(model_file, "do not fit", "vit_huge_patch14_224", file_itself=False)
     # Millions of classes, with the real weights or with one number.
     many = json.loads(json.dumps(card))
     many.update(classes=list(range(20_000)), classes_kind="int")
     _rewrite(model_file, card=many)
-    _assert_refused(model_file, "do not fit", "20000 classes")
+    _assert_refused(model_file, "do not fit", "20000 classes", file_itself=False)
     many["classes"] = list(range(2_000_000))
     model_file.write_bytes(original)
     _rewrite(model_file, card=many, state={"w": torch.zeros(1)})
-    _assert_refused(model_file, "2000000 classes", "do not fit")
+    _assert_refused(model_file, "2000000 classes", "do not fit", file_itself=False)
     model_file.write_bytes(original)
     monkeypatch.undo()
     assert load_model(model_file).classes_.tolist() == card["classes"]

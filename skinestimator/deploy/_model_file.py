@@ -518,17 +518,63 @@ def _digest(metadata: Mapping[str, str], tensors: Mapping[str, Any]) -> str:
     """
     import torch
 
+    def content(tensor) -> bytes:
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+    return _digest_of(metadata, (
+        (name, str(tensors[name].dtype), list(tensors[name].shape), content(tensors[name]))
+        for name in sorted(tensors)
+    ))
+
+
+# safetensors' dtype codes under the names torch gives them, which the digest hashes: with them
+# a file's digest is computed from its own bytes, without torch (``skinestimator info`` starts in
+# a fraction of the time). Tensors are stored little-endian, as torch holds them on the CPUs it
+# runs on.
+_TORCH_DTYPE_NAMES = {
+    "F64": "torch.float64", "F32": "torch.float32", "F16": "torch.float16",
+    "BF16": "torch.bfloat16", "I64": "torch.int64", "I32": "torch.int32", "I16": "torch.int16",
+    "I8": "torch.int8", "U8": "torch.uint8", "BOOL": "torch.bool",
+}
+
+
+def _file_digest(metadata: Mapping[str, str], header: Mapping[str, Any],
+                 data: bytes) -> str | None:
+    """:func:`_digest` of a file's tensors read from its bytes, or None when a tensor has a
+    dtype outside ``_TORCH_DTYPE_NAMES`` (the caller then hashes the tensors torch loads).
+
+    A malformed tensor entry gives a digest that cannot match, so the caller's integrity check
+    refuses the file."""
+    start = 8 + struct.unpack("<Q", data[:8])[0]
+    weights = memoryview(data)[start:]
+    names = sorted(name for name in header if name != "__metadata__")
+    entries = []
+    for name in names:
+        entry = header[name]
+        try:
+            dtype = _TORCH_DTYPE_NAMES.get(entry["dtype"])
+            if dtype is None:
+                return None
+            begin, stop = (int(offset) for offset in entry["data_offsets"])
+            shape = [int(size) for size in entry["shape"]]
+        except (TypeError, KeyError, ValueError):
+            return "malformed"
+        entries.append((name, dtype, shape, weights[begin:stop]))
+    return _digest_of(metadata, entries)
+
+
+def _digest_of(metadata: Mapping[str, str], entries) -> str:
+    """The SHA-256 of :func:`_digest`, from ``(name, dtype, shape, bytes)`` sorted by name."""
     h = hashlib.sha256()
     h.update(f"{FORMAT_NAME}/{FORMAT_VERSION}\0".encode())
     for key in sorted(metadata):
         if key == "sha256":
             continue
         h.update(key.encode() + b"\0" + metadata[key].encode() + b"\0")
-    for name in sorted(tensors):
-        tensor = tensors[name]
-        h.update(f"{name}\0{str(tensor.dtype)}\0{list(tensor.shape)}\0".encode())
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    for name, dtype, shape, content in entries:
+        h.update(f"{name}\0{dtype}\0{shape}\0".encode())
+        h.update(content)
     return h.hexdigest()
 
 
@@ -566,7 +612,7 @@ def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
     >>> read_model_card("model.skin")["classes"]  # doctest: +SKIP
     ['akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc']
     """
-    card, _ = _read_verified(Path(path))
+    card, _ = _read_verified(Path(path), with_tensors=False)
     return card
 
 
@@ -880,10 +926,10 @@ def _check_card(card: Any, path: Path) -> None:
             raise bad(f"'{field}'", "a non-negative integer", card[field])
 
 
-def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load as _st_load
-
+def _read_verified(path: Path, *, with_tensors: bool = True
+                   ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The verified card, and the weights as torch tensors (None unless ``with_tensors``: the
+    card alone is read and verified without torch)."""
     if not path.exists():
         raise ModelFileError(f"{path}: model file not found")
     if path.is_dir():
@@ -910,13 +956,22 @@ def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"than this skinestimator reads (version {FORMAT_VERSION}); upgrade skinestimator "
             "to load it"
         )
-    try:
-        tensors = _st_load(data)
-    except SafetensorError as exc:
-        raise ModelFileError(f"{path}: the weights are damaged and cannot be read ({exc})") from exc
+    digest = _file_digest(metadata, header, data)
+    tensors = None
+    if with_tensors or digest is None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load as _st_load
+
+        try:
+            tensors = _st_load(data)
+        except SafetensorError as exc:
+            raise ModelFileError(
+                f"{path}: the weights are damaged and cannot be read ({exc})") from exc
+        if digest is None:
+            digest = _digest(metadata, tensors)
 
     expected = metadata.get("sha256")
-    if not isinstance(expected, str) or _digest(metadata, tensors) != expected:
+    if not isinstance(expected, str) or digest != expected:
         raise ModelFileError(
             f"{path}: integrity check failed (SHA-256 mismatch): the file was modified or "
             "corrupted after it was saved; refusing to load it"
