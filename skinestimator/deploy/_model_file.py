@@ -956,20 +956,13 @@ def _read_verified(path: Path, *, with_tensors: bool = True
             f"than this skinestimator reads (version {FORMAT_VERSION}); upgrade skinestimator "
             "to load it"
         )
+    # The digest first, from the bytes: a damaged file is called damaged whichever reader
+    # meets it, and the card alone never needs torch.
     digest = _file_digest(metadata, header, data)
     tensors = None
-    if with_tensors or digest is None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load as _st_load
-
-        try:
-            tensors = _st_load(data)
-        except SafetensorError as exc:
-            raise ModelFileError(
-                f"{path}: the weights are damaged and cannot be read ({exc})") from exc
-        if digest is None:
-            digest = _digest(metadata, tensors)
-
+    if digest is None:
+        tensors = _torch_tensors(path, data)
+        digest = _digest(metadata, tensors)
     expected = metadata.get("sha256")
     if not isinstance(expected, str) or digest != expected:
         raise ModelFileError(
@@ -988,7 +981,19 @@ def _read_verified(path: Path, *, with_tensors: bool = True
         raise ModelFileError(f"{path}: the model card is unreadable (not JSON)") from exc
     _check_card(card, path)
     card["sha256"] = expected
+    if with_tensors and tensors is None:
+        tensors = _torch_tensors(path, data)
     return card, tensors
+
+
+def _torch_tensors(path: Path, data: bytes) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as _st_load
+
+    try:
+        return _st_load(data)
+    except SafetensorError as exc:
+        raise ModelFileError(f"{path}: the weights are damaged and cannot be read ({exc})") from exc
 
 
 def _is_model_metadata(metadata) -> bool:
