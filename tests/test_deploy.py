@@ -6,8 +6,6 @@ import json
 import os
 import pickle
 import struct
-import subprocess
-import sys
 
 import joblib
 import numpy as np
@@ -26,6 +24,7 @@ from skinestimator.deploy import (
     read_model_card,
     save_model,
 )
+from tests.conftest import run_python
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +131,7 @@ def test_skinestimator_info_verifies_a_model_without_loading_torch(model_file):
         f"    code = main(['info', {str(model_file)!r}])\n"
         "print(code, 'torch' in sys.modules, 'no corruption found' in out.getvalue())\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=False, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "False", "True"]
+    assert run_python(script).split() == ["0", "False", "True"]
 
 
 def test_a_tensor_dtype_outside_the_byte_readers_table_is_verified_through_torch(model_file):

@@ -1,20 +1,12 @@
 """The package's public namespace: every name in ``__all__`` resolves, and importing the package
 (or asking the command line for help) does not load torch."""
 
-import subprocess
-import sys
 import types
 
 import pytest
 
 import skinestimator
-
-
-def _run_python(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=False, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+from tests.conftest import run_python
 
 
 def test_every_public_name_resolves_and_is_listed_by_dir():
@@ -27,7 +19,7 @@ def test_every_public_name_resolves_and_is_listed_by_dir():
 
 
 def test_importing_the_package_or_asking_for_help_does_not_load_torch():
-    out = _run_python(
+    out = run_python(
         "import sys, contextlib, io\n"
         "import skinestimator\n"
         "from skinestimator import read_image, load_image_folder\n"
@@ -43,7 +35,7 @@ def test_importing_the_package_or_asking_for_help_does_not_load_torch():
 
 def test_explain_is_the_function_even_after_its_subpackage_is_imported():
     # Importing a subpackage binds its name in the package; the function of the same name wins.
-    out = _run_python(
+    out = run_python(
         "import skinestimator.explain\n"
         "import skinestimator.explain._gradcam\n"
         "from skinestimator import explain\n"

@@ -928,8 +928,8 @@ def _check_card(card: Any, path: Path) -> None:
 
 def _read_verified(path: Path, *, with_tensors: bool = True
                    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The verified card, and the weights as torch tensors (None unless ``with_tensors``: the
-    card alone is read and verified without torch)."""
+    """The verified card, and the weights as torch tensors when ``with_tensors`` (otherwise None,
+    but for a dtype the byte reader lacks: the card alone is read and verified without torch)."""
     if not path.exists():
         raise ModelFileError(f"{path}: model file not found")
     if path.is_dir():
