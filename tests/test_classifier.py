@@ -27,6 +27,9 @@ from skinestimator import (
     read_image,
     save_image_folder,
 )
+from skinestimator.training._fit import holdout
+from skinestimator.training._head import trains_on_cached_features
+from skinestimator.training._weights import sample_weights
 from tests.conftest import peak_memory, require_ham10000, tiny_classifier
 
 SEED_CNN = {"backbone": "seed_cnn", "max_epochs": 6, "batch_size": 16, "augment": False,
@@ -444,9 +447,9 @@ def test_balanced_class_weight_counts_weighted_samples():
     y = np.repeat([0, 1, 2], 20)
     weights = np.ones(60)
     weights[:10] = 0.0
-    clf = SkinLesionClassifier(class_weight="balanced")
-    effective = clf._sample_weights(y, weights, 60)
-    dropped = clf._sample_weights(y[10:], None, 50)
+    classes = np.arange(3)
+    effective = sample_weights(y, weights, class_weight="balanced", classes=classes)
+    dropped = sample_weights(y[10:], None, class_weight="balanced", classes=classes)
     np.testing.assert_allclose(np.bincount(y, weights=effective),
                                np.bincount(y[10:], weights=dropped))
     np.testing.assert_allclose(effective[10:], dropped)
@@ -540,7 +543,7 @@ def test_ema_decay_fits_the_moving_average_of_the_training_weights(lesions_train
     weight = [key for key, value in fitted.items() if value.ndim == 2][-1]  # last dense layer
     assert not torch.allclose(fitted[weight], last_step.net_.module_.state_dict()[weight])
     torch.testing.assert_close(by_hand.epoch_end_state[weight], fitted[weight])
-    assert clf.net_._ema is None  # the averaging copies do not travel with the model
+    assert dict(clf.net_.callbacks_)["ema"].average_ is None  # the copies do not travel
     # Three classes: well above chance, though the 20-step window still lags this fast,
     # from-scratch fit.
     assert accuracy_score(y, clf.predict(X)) > 0.6
@@ -550,7 +553,8 @@ def test_ema_decay_fits_the_moving_average_of_the_training_weights(lesions_train
                                          "first half holds 43%"):
         SkinLesionClassifier(**dict(SEED_CNN, ema_decay=0.99)).fit(X, y)
     clf.partial_fit(X, y)  # continues from the average, with a new one
-    assert len(clf.history_) == SEED_CNN["max_epochs"] + 1 and clf.net_._ema is None
+    assert len(clf.history_) == SEED_CNN["max_epochs"] + 1
+    assert dict(clf.net_.callbacks_)["ema"].average_ is None
     assert by_hand.epoch_end_state[weight].equal(clf.net_.module_.state_dict()[weight])
 
 
@@ -568,8 +572,8 @@ def test_validation_split_is_stratified_and_reproducible(lesions_train):
     X, y = lesions_train
     clf = SkinLesionClassifier(**dict(SEED_CNN, validation_fraction=0.2))
     y_encoded = np.searchsorted(np.unique(y), y)
-    train_a, valid_a = clf._split(y_encoded, 7, True)
-    train_b, valid_b = clf._split(y_encoded, 7, True)
+    train_a, valid_a = holdout(clf, y_encoded, 7, True)
+    train_b, valid_b = holdout(clf, y_encoded, 7, True)
     np.testing.assert_array_equal(valid_a, valid_b)
     assert len(np.intersect1d(train_a, valid_a)) == 0 and len(valid_a) == 30
     assert set(np.bincount(y_encoded[valid_a])) == {10}
@@ -580,7 +584,7 @@ def test_grouped_validation_split_holds_out_the_fraction_asked(fraction):
     y = np.arange(400) % 4
     groups = np.arange(400) // 2  # 200 "lesions" of two images
     clf = SkinLesionClassifier(**dict(SEED_CNN, validation_fraction=fraction))
-    train, valid = clf._split(y, 0, True, groups)
+    train, valid = holdout(clf, y, 0, True, groups)
     assert abs(len(valid) / 400 - fraction) <= 0.02
     assert not set(groups[train]) & set(groups[valid])
     assert len(train) + len(valid) == 400
@@ -592,7 +596,7 @@ def test_too_few_images_per_class_for_a_grouped_split_says_so():
     with pytest.warns(UserWarning, match="too few images per class to hold out 0.1 of them as "
                                          "whole groups.*largest class has 6 images; training "
                                          "without validation"):
-        train, valid = clf._split(y, 0, True, np.arange(len(y)))
+        train, valid = holdout(clf, y, 0, True, np.arange(len(y)))
     assert valid is None and len(train) == len(y)
 
 
@@ -790,7 +794,7 @@ def test_head_only_without_augmentation_trains_on_cached_features(lesions_train,
     X_test, y_test = lesions_test
     clf = SkinLesionClassifier(finetune="head", augment=False, max_epochs=15, lr=1e-2,
                                image_size=(64, 64), random_state=0).fit(X, y)
-    assert clf._trains_on_cached_features(clf.net_.module_)
+    assert trains_on_cached_features(clf, clf.net_.module_)
     assert clf.score(X_test, y_test) >= 0.9  # a linear probe on ImageNet features suffices
     assert len(clf.history_) >= 2 and "valid_bacc" in clf.history_[-1]
     epochs = len(clf.history_)

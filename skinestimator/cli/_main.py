@@ -25,6 +25,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from .._parameters import argparse_type
 from ._errors import (
     EXIT_DATA,
     EXIT_INTERNAL,
@@ -89,24 +90,8 @@ def _checked_float(text: str, accept, expected: str) -> float:
     return value
 
 
-def _fraction(text: str) -> float:
-    return _checked_float(text, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-
-
 def _positive_float(text: str) -> float:
     return _checked_float(text, lambda v: v > 0, "a positive number")
-
-
-def _non_negative_float(text: str) -> float:
-    return _checked_float(text, lambda v: 0 <= v < math.inf, "a number >= 0")
-
-
-def _open_fraction(text: str) -> float:
-    return _checked_float(text, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
-
-
-def _minkowski_power(text: str) -> float:
-    return _checked_float(text, lambda v: 1.0 <= v < math.inf, "a finite number >= 1")
 
 
 def _unit_interval(text: str) -> float:
@@ -142,15 +127,9 @@ def _device(text: str) -> str:
     return text
 
 
-def _finetune(text: str):
-    if text in ("all", "head"):
-        return text
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'all', 'head' or a number of stages, got {text!r}"
-        ) from None
+def _stages(text: str):
+    """``--finetune`` as the estimator takes it: ``all``, ``head`` or a number of stages."""
+    return text if text in ("all", "head") else int(text)
 
 
 def _say(args, message: str) -> None:
@@ -1050,11 +1029,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_image_size, default=None, metavar="SIZE",
                    help="network input, SIZE or HEIGHTxWIDTH (default: the images' own size, "
                         "shorter side at most 224)")
-    p.add_argument("--epochs", type=_positive_int, default=15, help="maximum epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=32,
+    p.add_argument("--epochs", type=argparse_type("max_epochs", int),
+                   default=15, help="maximum epochs")
+    p.add_argument("--batch-size", type=argparse_type("batch_size", int),
+                   default=32,
                    help="images per training step")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate")
-    p.add_argument("--finetune", type=_finetune, default="all",
+    p.add_argument("--lr", type=argparse_type("lr", float),
+                   default=1e-3, help="peak learning rate")
+    p.add_argument("--finetune", type=argparse_type("finetune", _stages),
+                   default="all",
                    help="'all', 'head' (frozen backbone) or the number of last stages to train")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="start from random weights (default: the backbone's pretrained "
@@ -1063,18 +1046,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'balanced' weighs classes inversely to their frequency in the loss "
                         "(for balanced accuracy), 'none' optimizes plain accuracy (default: "
                         "the classifier's default)")
-    p.add_argument("--logit-adjustment", type=_non_negative_float, default=None, metavar="TAU",
+    p.add_argument("--logit-adjustment", type=argparse_type("logit_adjustment", float),
+                   default=None, metavar="TAU",
                    help="logit-adjusted loss: add TAU x log(class share) to the logits in "
                         "training, so that rare classes get wider margins (1: treat the "
                         "classes evenly, 0: off; default: the classifier's default)")
-    p.add_argument("--ema-decay", type=_open_fraction, default=None, metavar="DECAY",
+    p.add_argument("--ema-decay", type=argparse_type("ema_decay", float),
+                   default=None, metavar="DECAY",
                    help="keep a moving average of the weights with this decay per step (e.g. "
                         "0.998) and fit that (default: the last weights)")
-    p.add_argument("--color-constancy", type=_minkowski_power, default=None, metavar="POWER",
+    p.add_argument("--color-constancy", type=argparse_type("color_constancy", float),
+                   default=None, metavar="POWER",
                    help="shades-of-grey colour constancy inside the network: rescale each "
                         "image's colour channels so that its light, the POWER-mean of each "
                         "channel, becomes grey (6 is usual; default: off)")
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
+    p.add_argument("--validation-fraction", type=argparse_type("validation_fraction", float),
+                   default=0.1,
                    help="share held out to score each epoch (0: none); with --metadata whole "
                         "groups are held out")
     p.add_argument("--patience", type=_non_negative_int, default=5,
