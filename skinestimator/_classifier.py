@@ -98,6 +98,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         warm_start: bool = False,
         random_state=None,
         verbose: int = 0,
+        precision: str = "32",
+        checkpoint_dir=None,
         callbacks: Sequence | None = None,
     ):
         self.backbone = backbone
@@ -127,6 +129,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+        self.precision = precision
+        self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
 
     # ------------------------------------------------------------------ public API

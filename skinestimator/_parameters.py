@@ -146,6 +146,9 @@ PARAMETERS: dict[str, Parameter] = {
     "warm_start": _flag(),
     "random_state": Parameter(("random_state",), "None, an int or a numpy RandomState"),
     "verbose": Parameter(("verbose",), "an int >= 0 or a bool"),
+    "precision": Parameter((StrOptions({"32", "bf16", "16-mixed"}),),
+                           "'32', 'bf16' or '16-mixed'"),
+    "checkpoint_dir": Parameter((None, _OfType(str, os.PathLike)), "None or a folder"),
     "callbacks": Parameter((None, _SkorchCallbacks()),
                            "None or a list of skorch callbacks or (name, callback) pairs"),
 }
@@ -316,6 +319,25 @@ random_state : int, RandomState or None, default=None
     identical predictions on the CPU. The global torch random state is left untouched.
 verbose : int, default=0
     0 silent; 1 a progress bar and a table per epoch.
+precision : {"32", "bf16", "16-mixed"}, default="32"
+    Arithmetic of the network's forward pass, in training and prediction, through
+    ``torch.autocast``: ``"32"`` float32; ``"bf16"`` bfloat16 (CPUs with AVX-512 BF16 or AMX,
+    and Ampere or newer GPUs, run it faster; on other CPUs it is emulated and slower, see
+    ``docs/benchmarks.md``); ``"16-mixed"`` float16 with loss scaling (``GradScaler``), for
+    CUDA GPUs only. Weights, optimizer state and loss stay float32, and predictions are
+    float32 probabilities, so model files do not change.
+checkpoint_dir : str, path-like or None, default=None
+    A folder where ``fit`` saves, after every finished epoch, what it needs to continue:
+    weights, optimizer and learning-rate schedule, moving average, early stopping's state,
+    history and the random generators' states, in one file replaced atomically. A later
+    ``fit`` with the same training hyperparameters and the same training data resumes from
+    the last finished epoch and ends with the same weights as an uninterrupted fit (bit for
+    bit on the CPU with an int ``random_state``); a finished fit is not trained again. Each
+    combination of hyperparameters and data has a file of its own (named by a fingerprint of
+    both), so the fits of a search or of cross-validation folds share a folder safely; a fit
+    that finds only other fits' checkpoints warns, naming what differs, and starts afresh.
+    Used by ``fit`` only (not ``partial_fit`` or a ``warm_start`` continuation). ``None``: no
+    checkpoints.
 callbacks : list or None, default=None
     Extra skorch callbacks (instances or ``(name, callback)`` pairs), e.g. an Optuna pruner.
 """

@@ -530,6 +530,8 @@ def cmd_train(args) -> int:
         params["color_constancy"] = args.color_constancy
     if args.pretrained is not None:
         params["pretrained"] = args.pretrained
+    if args.checkpoint_dir is not None:
+        params["checkpoint_dir"] = args.checkpoint_dir
 
     metrics = None
     if valid_idx is not None and groups is not None:
@@ -557,6 +559,9 @@ def cmd_train(args) -> int:
         if interrupted:
             # skorch keeps a partly trained network after Ctrl+C and returns normally; saving
             # it would replace the model file with a half-trained one. Exit 130 instead.
+            if args.checkpoint_dir:
+                _note(f"the last finished epoch is saved in '{args.checkpoint_dir}': run the "
+                      "same command again to resume from it")
             raise KeyboardInterrupt
     except _data_errors() as exc:
         raise CLIError(one_line(exc), EXIT_DATA) from exc
@@ -1076,6 +1081,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image-decoding worker processes (default: automatic)")
     p.add_argument("--notes", default=None, metavar="TEXT",
                    help="free text stored in the model card")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="save every finished epoch in DIR; rerun the same command after a "
+                        "kill or Ctrl+C to resume from the last one")
 
     p = add("evaluate", "score a model on a labelled class-per-folder tree",
             "Score MODEL on DATA_DIR/<class>/<image>: accuracy, balanced accuracy, per-class "

@@ -99,9 +99,11 @@ def _loader_options(estimator, from_paths: bool) -> dict:
 
 
 def build_net(estimator, n_classes: int, n_train: int, valid_data, from_paths: bool,
-              module: nn.Module | None = None, logit_offset=None) -> LesionNeuralNet:
+              module: nn.Module | None = None, logit_offset=None, shuffle_seed=None,
+              checkpoint=None) -> LesionNeuralNet:
     """The (uninitialized) skorch net training ``module`` on ``n_train`` images, validated on
-    ``valid_data`` (or not, when None), with ``estimator``'s hyperparameters."""
+    ``valid_data`` (or not, when None), with ``estimator``'s hyperparameters; ``checkpoint``
+    (a :class:`~skinestimator.training.TrainingCheckpoint`) comes after every other callback."""
     from skorch.helper import predefined_split
 
     from ..data import BatchAugmentation
@@ -124,11 +126,14 @@ def build_net(estimator, n_classes: int, n_train: int, valid_data, from_paths: b
         # Batch norm cannot train on a last batch of one image; drop only that one.
         iterator_train__drop_last=n_train % estimator.batch_size == 1,
         **_loader_options(estimator, from_paths),
-        callbacks=_callbacks(estimator, n_train, valid_data is not None),
+        callbacks=_callbacks(estimator, n_train, valid_data is not None)
+        + ([("checkpoint", checkpoint)] if checkpoint is not None else []),
         classes=list(range(n_classes)),
         device=estimator.device_,
         verbose=int(estimator.verbose),
         tta=bool(estimator.tta),
         logit_offset=logit_offset,
+        shuffle_seed=shuffle_seed,
+        precision=estimator.precision,
         augmentation=BatchAugmentation(float(estimator.augment)) if estimator.augment else None,
     )

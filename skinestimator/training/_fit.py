@@ -6,6 +6,7 @@ A failed run leaves the estimator as it was (:func:`fit_or_restore`).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 
@@ -22,6 +23,7 @@ from .._warnings import warn_user
 from ..data import ImageCache, ImageDataset, worker_errors_unwrapped
 from ..images import resize_batch
 from ._build import build_net, network
+from ._checkpoint import TrainingCheckpoint, fingerprint
 from ._head import fit_head_on_features, trains_on_cached_features
 from ._inputs import check_images, default_path_image_size
 from ._weights import logit_offset, sample_weights
@@ -232,6 +234,9 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
 
     torch_seed, split_seed = fit_seeds(estimator.random_state)
     device = resolve_device(estimator.device)
+    if estimator.precision == "16-mixed" and not device.startswith("cuda"):
+        raise ValueError(f"precision='16-mixed' needs a CUDA GPU (device is {device!r}); "
+                         "on the CPU use precision='bf16'")
     caches = _Caches(estimator, from_paths)
     try:
         cache = caches.new(len(images))
@@ -258,7 +263,12 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
             if continuing:
                 _continue_net(estimator, train_data, valid_data, offset, epochs)
             else:
-                _new_net(estimator, device, train_data, valid_data, from_paths, offset, epochs)
+                checkpoint = None
+                if estimator.checkpoint_dir is not None and epochs is None:
+                    checkpoint = TrainingCheckpoint(estimator.checkpoint_dir, fingerprint(
+                        estimator, images, from_paths, y, sample_weight, groups, validation))
+                _new_net(estimator, device, train_data, valid_data, from_paths, offset,
+                         epochs, seed=torch_seed, checkpoint=checkpoint)
     finally:
         caches.close()
     _finish(estimator)
@@ -280,17 +290,40 @@ def _continue_net(estimator, train_data, valid_data, offset, epochs) -> None:
     net.partial_fit(train_data, y=None, epochs=epochs or estimator.max_epochs)
 
 
-def _new_net(estimator, device, train_data, valid_data, from_paths, offset, epochs) -> None:
+def _new_net(estimator, device, train_data, valid_data, from_paths, offset, epochs, *,
+             seed: int, checkpoint: TrainingCheckpoint | None = None) -> None:
     warn_if_average_too_short(estimator, len(train_data), epochs or estimator.max_epochs)
     estimator.device_ = device
     module = network(estimator, pretrained=estimator.pretrained)
     if trains_on_cached_features(estimator, module):
+        if checkpoint is not None:
+            warn_user("checkpoint_dir is not used by head-only training on cached features "
+                      "(finetune='head', augment=False): its epochs take seconds")
         estimator.net_ = fit_head_on_features(estimator, module, train_data, valid_data,
                                               from_paths, epochs, offset)
-    else:
-        estimator.net_ = build_net(estimator, len(estimator.classes_), len(train_data),
-                                   valid_data, from_paths, module=module, logit_offset=offset)
-        estimator.net_.fit(train_data, y=None, epochs=epochs)
+        return
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        seed = state["shuffle_seed"]
+    net = estimator.net_ = build_net(
+        estimator, len(estimator.classes_), len(train_data), valid_data, from_paths,
+        module=module, logit_offset=offset, shuffle_seed=seed, checkpoint=checkpoint)
+    if state is None:
+        net.fit(train_data, y=None, epochs=epochs)
+        return
+    # Resume: the epochs done are history; the checkpoint callback restores the rest of the
+    # state when training begins, after the other callbacks have reset theirs.
+    from skorch.history import History
+
+    net.initialize()
+    net.history = History(json.loads(state["history"]))
+    # The scheduler, rebuilt when training begins, needs the groups' initial_lr already.
+    net.optimizer_.load_state_dict(state["optimizer"])
+    if state["finished"]:
+        net.module_.load_state_dict(state["final_module"])
+        checkpoint.pending_ = None
+        return
+    net.partial_fit(train_data, y=None, epochs=estimator.max_epochs - state["epochs"])
 
 
 def _finish(estimator) -> None:

@@ -4,8 +4,30 @@ from __future__ import annotations
 
 import torch
 from skorch import NeuralNetClassifier
+from torch.utils.data import DataLoader, DistributedSampler
 
-__all__ = ["LesionNeuralNet"]
+__all__ = ["EpochSampler", "LesionNeuralNet"]
+
+
+class EpochSampler(DistributedSampler):
+    """Shuffles in an order that depends only on ``(seed, epoch)``, one epoch per iteration.
+
+    torch's ``DistributedSampler`` (here also for a single process, ``num_replicas=1``): each
+    epoch's order is a function of the seed and the epoch's number, so a run resumed from a
+    checkpoint at epoch ``k`` sees the very orders the uninterrupted run saw, with no sampler
+    state to save; and under ``torchrun`` each rank reads its own shard of the same order.
+    """
+
+    def __init__(self, dataset, *, seed: int, first_epoch: int = 0, num_replicas: int = 1,
+                 rank: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True,
+                         seed=seed)
+        self.next_epoch = first_epoch
+
+    def __iter__(self):
+        self.set_epoch(self.next_epoch)
+        self.next_epoch += 1
+        return super().__iter__()
 
 
 class LesionNeuralNet(NeuralNetClassifier):
@@ -21,14 +43,35 @@ class LesionNeuralNet(NeuralNetClassifier):
         Applied to every training batch on the training device (``BatchAugmentation``).
     logit_offset : torch.Tensor or None, default=None
         Added to the logits inside the loss only (logit adjustment); predictions never see it.
+    shuffle_seed : int or None, default=None
+        Seed of the training order (:class:`EpochSampler`); None: skorch's own shuffling.
+    precision : {"32", "bf16", "16-mixed"}, default="32"
+        The network's forward pass runs under ``torch.autocast`` in bfloat16 or float16
+        (weights, gradients, optimizer and loss stay float32); float16 scales the loss with a
+        ``GradScaler`` so that small gradients do not underflow.
     """
 
     def __init__(self, *args, tta: bool = False, augmentation=None, logit_offset=None,
-                 **kwargs):
+                 shuffle_seed: int | None = None, precision: str = "32", **kwargs):
         super().__init__(*args, **kwargs)
+        self.precision = precision
         self.tta = tta
         self.augmentation = augmentation
         self.logit_offset = logit_offset
+        self.shuffle_seed = shuffle_seed
+
+    def get_iterator(self, dataset, training=False):
+        if not training or self.shuffle_seed is None:
+            return super().get_iterator(dataset, training=training)
+        options = self.get_params_for("iterator_train")
+        options.setdefault("batch_size", self.batch_size)
+        options.pop("shuffle", None)  # the sampler shuffles
+        sampler = EpochSampler(dataset, seed=self.shuffle_seed, first_epoch=len(self.history))
+        # The loader's own generator draws its workers' base seed, which would otherwise come
+        # from the global generator once per persistent loader: a resumed run, with a new
+        # loader, would then draw once more and see other augmentations.
+        generator = torch.Generator().manual_seed(self.shuffle_seed)
+        return DataLoader(dataset, sampler=sampler, generator=generator, **options)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         # skorch's fit swallows KeyboardInterrupt (Ctrl+C) to keep the partly trained network;
@@ -42,6 +85,23 @@ class LesionNeuralNet(NeuralNetClassifier):
                                         for _, callback in self.callbacks_)
             raise
 
+    def initialize(self):
+        super().initialize()
+        # Loss scaling is for float16 only: bfloat16 has float32's exponent range.
+        self.scaler_ = None
+        if self.precision == "16-mixed":
+            self.scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
+        return self
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's logits, under autocast for a reduced precision, as float32 (the loss,
+        the softmax and numpy need it)."""
+        if self.precision == "32":
+            return self.module_(x)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.autocast(torch.device(self.device).type, dtype=dtype):
+            return self.module_(x).float()
+
     def infer(self, x, **fit_params):
         if isinstance(x, dict):
             x = x["images"]
@@ -50,14 +110,37 @@ class LesionNeuralNet(NeuralNetClassifier):
             # Augment whole batches on the training device (see BatchAugmentation for why).
             if self.augmentation is not None:
                 x = self.augmentation(x)
-            return self.module_(x)
+            return self._forward(x)
         if not self.tta:
-            return self.module_(x)
+            return self._forward(x)
         # Average the probabilities over the four flips; returning their log keeps the
         # softmax that predict_proba applies exact.
         views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
-        probabilities = torch.stack([self.module_(v).softmax(dim=1) for v in views]).mean(0)
+        probabilities = torch.stack([self._forward(v).softmax(dim=1) for v in views]).mean(0)
         return probabilities.clamp_min(1e-12).log()
+
+    def train_step_single(self, batch, **fit_params):
+        if getattr(self, "scaler_", None) is None:
+            return super().train_step_single(batch, **fit_params)
+        from skorch.dataset import unpack_data
+
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        if getattr(self, "scaler_", None) is None:
+            return super().train_step(batch, **fit_params)
+        # GradScaler's own step: it unscales, skips steps with inf/NaN gradients, and adapts
+        # the scale (skorch's closure-based optimizer step cannot do that).
+        self.optimizer_.zero_grad()
+        step = self.train_step_single(batch, **fit_params)
+        self.scaler_.step(self.optimizer_)
+        self.scaler_.update()
+        return step
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         if self.logit_offset is not None:

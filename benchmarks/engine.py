@@ -1,0 +1,159 @@
+"""The training engine: cost of a checkpoint per epoch, resume correctness, bf16 against float32.
+
+EfficientNet-Lite0 on HAM10000 files (150x200, a lesion-grouped split); synthetic images when
+the data are absent. Everything runs in one process, interleaved, and is reported as ratios,
+because these machines are noisy. Usage::
+
+    python benchmarks/engine.py                 # about 15 minutes on 2 CPU cores
+    python benchmarks/engine.py --quick         # a smoke run, does not touch the docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+from _common import DATA_DIR, command_line, machine_summary, markdown_table, write_section
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import GroupShuffleSplit
+from skorch.callbacks import Callback
+
+from skinestimator import (
+    SkinLesionClassifier,
+    keep_freed_memory,
+    load_ham10000,
+    make_synthetic_lesions,
+    save_image_folder,
+)
+from skinestimator.training._checkpoint import TrainingCheckpoint, _atomic_save
+
+# The training part of one 5-fold split of HAM10000 (the epochs docs/benchmarks.md measures).
+HAM10000_TRAIN_IMAGES = 8012
+
+
+def data(n_train: int, n_test: int, folder: str):
+    ham = DATA_DIR / "ham10000"
+    if (ham / "HAM10000_metadata.csv").is_file():
+        paths, labels, groups = load_ham10000(ham)
+        split = GroupShuffleSplit(n_splits=1, train_size=n_train, test_size=n_test,
+                                  random_state=0)
+        train, test = next(split.split(paths, labels, groups))
+        return "HAM10000", paths[train], labels[train], paths[test], labels[test]
+    X, y = make_synthetic_lesions(n_samples=n_train + n_test, image_size=(150, 200),
+                                  random_state=0)
+    paths = np.asarray(save_image_folder(X, y, folder))
+    return "synthetic", paths[:n_train], y[:n_train], paths[n_train:], y[n_train:]
+
+
+def timed_fit(params, X, y, **extra):
+    clf = SkinLesionClassifier(**params, **extra)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        clf.fit(X, y)
+    return clf, time.perf_counter() - started
+
+
+def checkpoint_cost(params, X, y, repeats: int) -> dict:
+    """Seconds per epoch (history) and per checkpoint save of the fitted network."""
+    with tempfile.TemporaryDirectory() as folder:
+        clf, wall_with = timed_fit(params, X, y, checkpoint_dir=folder)
+        net = clf.net_
+        checkpoint = dict(net.callbacks_)["checkpoint"]
+        saves = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            _atomic_save(checkpoint._state(net, finished=False), checkpoint.path)
+            saves.append(time.perf_counter() - started)
+        size = checkpoint.path.stat().st_size
+    _, wall_without = timed_fit(params, X, y)
+    epoch = float(np.mean([row["dur"] for row in clf.history_]))
+    per_image = epoch / len(X)
+    save = float(np.median(saves))
+    return {"images": len(X), "epoch_s": epoch, "save_s": save, "size_mb": size / 2**20,
+            "ham_epoch_s": per_image * HAM10000_TRAIN_IMAGES,
+            "overhead_pct": 100 * save / (per_image * HAM10000_TRAIN_IMAGES),
+            "fit_ratio": wall_with / wall_without}
+
+
+class CrashAtEpoch(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def resume_difference(params, X, y, X_test) -> float:
+    whole, _ = timed_fit(params, X, y)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            timed_fit(params, X, y, checkpoint_dir=folder, callbacks=[CrashAtEpoch(1)])
+        except RuntimeError:
+            pass
+        resumed, _ = timed_fit(params, X, y, checkpoint_dir=folder)
+    return float(np.abs(whole.predict_proba(X_test) - resumed.predict_proba(X_test)).max())
+
+
+def precision_row(precision, params, X, y, X_test, y_test) -> dict:
+    clf, wall = timed_fit(params, X, y, precision=precision)
+    started = time.perf_counter()
+    predicted = clf.predict(X_test)
+    predict_s = time.perf_counter() - started
+    epoch = float(np.mean([row["dur"] for row in clf.history_]))
+    return {"precision": precision, "train_img_s": len(X) / epoch,
+            "predict_img_s": len(X_test) / predict_s,
+            "balanced_accuracy": balanced_accuracy_score(y_test, predicted), "fit_s": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    keep_freed_memory()
+    n_train, n_test, epochs = (96, 48, 2) if args.quick else (1500, 500, 3)
+    params = dict(max_epochs=epochs, random_state=0, validation_fraction=None, patience=None)
+    with tempfile.TemporaryDirectory() as folder:
+        source, X, y, X_test, y_test = data(n_train, n_test, folder)
+        header = (f"{machine_summary()}; {source}: {len(X)} training and {len(X_test)} test "
+                  f"images (lesion-grouped), EfficientNet-Lite0, {epochs} epochs, batch 32")
+        print(header, flush=True)
+        cost = checkpoint_cost(params, X, y, repeats=5)
+        print(cost, flush=True)
+        resume = resume_difference(dict(params, max_epochs=2), X[:256], y[:256], X_test[:64])
+        print(f"resume: max |predict_proba difference| = {resume:.3g}", flush=True)
+        rows = []
+        for precision in ("32", "bf16"):
+            rows.append(precision_row(precision, params, X, y, X_test, y_test))
+            print(rows[-1], flush=True)
+    cpu_flags = open("/proc/cpuinfo").read() if not args.quick else ""
+    native_bf16 = "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags
+    body = "\n".join([
+        f"`{command_line()}` — {header}.", "",
+        "Checkpoint per epoch (one atomic file: weights, optimizer, schedule, history, random "
+        "states):", "",
+        markdown_table([cost], ["images", "epoch_s", "save_s", "size_mb", "ham_epoch_s",
+                                "overhead_pct", "fit_ratio"]), "",
+        f"`ham_epoch_s`: this run's seconds per image × {HAM10000_TRAIN_IMAGES} (a HAM10000 "
+        "training fold); `overhead_pct`: one save against that epoch (target ≤ 3 %); "
+        "`fit_ratio`: the whole fit's wall time with checkpoints against without.", "",
+        f"Resume after a crash in epoch 2 (256 images, 2 epochs): largest difference of "
+        f"`predict_proba` against the uninterrupted fit: {resume:.3g}.", "",
+        f"bf16 against float32 (this CPU {'has' if native_bf16 else 'lacks'} native bfloat16 "
+        "instructions, AVX-512 BF16 / AMX):", "",
+        markdown_table(rows, ["precision", "train_img_s", "predict_img_s", "balanced_accuracy",
+                              "fit_s"]),
+    ])
+    print(body)
+    if not args.quick:
+        write_section("engine", body)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(torch.get_num_threads())
+    main()
