@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
+from skorch.history import History
 
 from ._parameters import check_parameters, fill_parameter_docs
 from ._runtime import resolve_device
@@ -24,6 +25,7 @@ from .training import (
     check_prediction_settings,
     fit_or_restore,
     network,
+    record_architecture,
     worker_start_method,
     workers,
 )
@@ -305,6 +307,9 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.net_.module_.load_state_dict(state_dict)
         self.net_.module_.eval()
         self.history_ = [dict(row) for row in history]
+        # A warm_start or partial_fit of a loaded model continues this history.
+        self.net_.history = History([dict(row) for row in history])
+        record_architecture(self)
         return self
 
     def __sklearn_tags__(self):

@@ -313,7 +313,14 @@ device : {"auto", "cpu", "cuda", ...}, default="auto"
     (``set_params(device="cpu")``), it moves the fitted network there for prediction.
 warm_start : bool, default=False
     When True, ``fit`` on an already fitted estimator (same classes) continues training the
-    current network instead of starting again.
+    current network instead of starting again, for ``max_epochs`` more epochs with a warm-up
+    and cosine decay of its own, and ``history_`` goes on. It trains with the hyperparameters
+    as they are now (``set_params`` since the last fit counts: ``lr``, ``weight_decay``,
+    ``batch_size``, ``augment``, ``ema_decay``, ``patience``, ``class_weight``,
+    ``logit_adjustment``, ``validation_fraction``, ``precision``, ...); those that make the
+    network (``backbone``, ``pretrained``, ``finetune``, ``image_size``, ``resize``,
+    ``image_shape``, ``optimizer``, ``lr_schedule``) cannot change, and a fit that changed
+    them raises ``ValueError`` naming them. ``partial_fit`` applies the same changes.
 random_state : int, RandomState or None, default=None
     Seeds weights, data order, validation split and augmentation: the same seed gives
     identical predictions on the CPU. The global torch random state is left untouched.

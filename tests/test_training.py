@@ -55,3 +55,31 @@ def test_the_epoch_order_depends_only_on_seed_and_epoch():
     assert list(resumed) == orders[2]
     shards = [list(EpochSampler(data, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
     assert sorted(shards[0] + shards[1]) == data and not set(shards[0]) & set(shards[1])
+
+
+def test_warm_start_trains_with_the_hyperparameters_set_since(lesions_train, tmp_path):
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(FAST, max_epochs=2)).fit(X, y)
+    before = {k: v.clone() for k, v in clf.net_.module_.state_dict().items()}
+    clf.set_params(warm_start=True, lr=1e-9).fit(X, y)  # used to train on at lr 1e-3
+    moved = max(float((before[k] - v).abs().max())
+                for k, v in clf.net_.module_.state_dict().items()
+                if v.is_floating_point() and "running" not in k)
+    assert moved < 1e-6
+    assert [row["epoch"] for row in clf.history_] == [1, 2, 3, 4]  # the history goes on
+    assert all(group["lr"] <= 1e-9 for group in clf.net_.optimizer_.param_groups)
+    with pytest.raises(ValueError, match="changed backbone from 'seed_cnn' to "
+                                         "'efficientnet_lite0'; fit with warm_start=False"):
+        clf.set_params(backbone="efficientnet_lite0").fit(X, y)
+    assert clf.backbone == "efficientnet_lite0" and len(clf.history_) == 4  # model kept
+
+
+def test_a_loaded_model_continues_its_history(lesions_train, tmp_path):
+    from skinestimator import load_model, save_model
+
+    X, y = lesions_train
+    clf = SkinLesionClassifier(**dict(FAST, max_epochs=2)).fit(X, y)
+    save_model(clf, tmp_path / "m.skin")
+    loaded = load_model(tmp_path / "m.skin").set_params(warm_start=True)
+    loaded.fit(X, y)
+    assert [row["epoch"] for row in loaded.history_] == [1, 2, 3, 4]

@@ -13,6 +13,8 @@ from ._callbacks import (
     WarmupCosine,
     validation_balanced_accuracy,
 )
+from ._checkpoint import TrainingCheckpoint
+from ._continue import record_architecture
 from ._fit import FITTED_ATTRIBUTES, check_prediction_settings, fit_or_restore
 from ._inputs import check_images
 from ._net import LesionNeuralNet
@@ -23,12 +25,14 @@ __all__ = [
     "EarlyStoppingWhenValidated",
     "ExponentialMovingAverage",
     "LesionNeuralNet",
+    "TrainingCheckpoint",
     "WarmupCosine",
     "build_net",
     "check_images",
     "check_prediction_settings",
     "fit_or_restore",
     "network",
+    "record_architecture",
     "validation_balanced_accuracy",
     "worker_start_method",
     "workers",

@@ -24,6 +24,7 @@ from ..data import ImageCache, ImageDataset, worker_errors_unwrapped
 from ..images import resize_batch
 from ._build import build_net, network
 from ._checkpoint import TrainingCheckpoint, fingerprint
+from ._continue import continue_training, record_architecture
 from ._head import fit_head_on_features, trains_on_cached_features
 from ._inputs import check_images, default_path_image_size
 from ._weights import logit_offset, sample_weights
@@ -32,7 +33,8 @@ __all__ = ["FITTED_ATTRIBUTES", "fit_or_restore", "image_size_param"]
 
 # Everything fit sets; restored when a fit fails (see fit_or_restore).
 FITTED_ATTRIBUTES = ("classes_", "image_size_", "device_", "net_", "history_",
-                     "n_features_in_", "feature_names_in_", "_class_weight_seen")
+                     "n_features_in_", "feature_names_in_", "_class_weight_seen",
+                     "_architecture")
 
 
 def image_size_param(estimator) -> tuple[int, int] | None:
@@ -261,7 +263,7 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(torch_seed)
             if continuing:
-                _continue_net(estimator, train_data, valid_data, offset, epochs)
+                continue_training(estimator, train_data, valid_data, offset, epochs)
             else:
                 checkpoint = None
                 if estimator.checkpoint_dir is not None and epochs is None:
@@ -275,25 +277,11 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
     return estimator
 
 
-def _continue_net(estimator, train_data, valid_data, offset, epochs) -> None:
-    from skorch.helper import predefined_split
-
-    net = estimator.net_
-    net.set_params(train_split=predefined_split(valid_data) if valid_data else None,
-                   logit_offset=offset)
-    if dict(net.callbacks_)["ema"].decay != estimator.ema_decay:
-        # Only when changed: set_params re-initializes every callback (their best scores).
-        net.set_params(callbacks__ema__decay=estimator.ema_decay)
-    # A network step without weights, so continued training can switch it too.
-    net.module_.color_constancy = (None if estimator.color_constancy is None
-                                   else float(estimator.color_constancy))
-    net.partial_fit(train_data, y=None, epochs=epochs or estimator.max_epochs)
-
-
 def _new_net(estimator, device, train_data, valid_data, from_paths, offset, epochs, *,
              seed: int, checkpoint: TrainingCheckpoint | None = None) -> None:
     warn_if_average_too_short(estimator, len(train_data), epochs or estimator.max_epochs)
     estimator.device_ = device
+    record_architecture(estimator)
     module = network(estimator, pretrained=estimator.pretrained)
     if trains_on_cached_features(estimator, module):
         if checkpoint is not None:
