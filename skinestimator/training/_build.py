@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 
@@ -13,8 +12,9 @@ from ..networks import build_network
 from ._callbacks import (
     EarlyStoppingWhenValidated,
     ExponentialMovingAverage,
-    WarmupCosine,
+    drops_last_batch,
     validation_balanced_accuracy,
+    warmup_cosine,
 )
 from ._net import LesionNeuralNet
 
@@ -69,10 +69,9 @@ def _callbacks(estimator, n_train: int, validated: bool) -> list:
                 monitor="valid_bacc", lower_is_better=False, patience=estimator.patience,
                 load_best=True)))
     if estimator.lr_schedule == "warmup_cosine":
-        steps_per_epoch = max(1, math.ceil(n_train / estimator.batch_size))
         callbacks.append(("lr_schedule", LRScheduler(
             policy=torch.optim.lr_scheduler.LambdaLR,
-            lr_lambda=WarmupCosine(steps_per_epoch * estimator.max_epochs, steps_per_epoch),
+            lr_lambda=warmup_cosine(n_train, estimator.batch_size, estimator.max_epochs),
             step_every="batch")))
     if estimator.verbose:
         callbacks.append(("progress", ProgressBar()))
@@ -123,8 +122,7 @@ def build_net(estimator, n_classes: int, n_train: int, valid_data, from_paths: b
         batch_size=estimator.batch_size,
         train_split=predefined_split(valid_data) if valid_data is not None else None,
         iterator_train__shuffle=True,
-        # Batch norm cannot train on a last batch of one image; drop only that one.
-        iterator_train__drop_last=n_train % estimator.batch_size == 1,
+        iterator_train__drop_last=drops_last_batch(n_train, estimator.batch_size),
         **_loader_options(estimator, from_paths),
         callbacks=_callbacks(estimator, n_train, valid_data is not None)
         + ([("checkpoint", checkpoint)] if checkpoint is not None else []),

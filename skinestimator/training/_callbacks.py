@@ -11,7 +11,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping
 
 __all__ = ["EarlyStoppingWhenValidated", "ExponentialMovingAverage", "WarmupCosine",
-           "validation_balanced_accuracy"]
+           "drops_last_batch", "validation_balanced_accuracy", "warmup_cosine"]
 
 
 def _debiased_ema_update(decay: float) -> Callable:
@@ -163,3 +163,14 @@ class WarmupCosine:
             return (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warmup_cosine(n_train: int, batch_size: int, max_epochs: int) -> WarmupCosine:
+    """The schedule of a run of ``max_epochs`` over ``n_train`` images: one epoch of warm-up."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return WarmupCosine(steps_per_epoch * max_epochs, steps_per_epoch)
+
+
+def drops_last_batch(n_train: int, batch_size: int) -> bool:
+    """Batch norm cannot train on a last batch of one image; drop only that one."""
+    return n_train % batch_size == 1

@@ -3,7 +3,7 @@ as they are now, not as they were at the first fit."""
 
 from __future__ import annotations
 
-from ._callbacks import WarmupCosine
+from ._callbacks import drops_last_batch, warmup_cosine
 
 __all__ = ["ARCHITECTURE", "continue_training", "record_architecture"]
 
@@ -51,7 +51,7 @@ def _apply_hyperparameters(estimator, net, n_train: int, valid_data, offset) -> 
         train_split=predefined_split(valid_data) if valid_data else None)
     # skorch reads these at each fit; its set_params would try to re-initialize them.
     vars(net)["optimizer__weight_decay"] = estimator.weight_decay
-    vars(net)["iterator_train__drop_last"] = n_train % estimator.batch_size == 1
+    vars(net)["iterator_train__drop_last"] = drops_last_batch(n_train, estimator.batch_size)
     callbacks = dict(net.callbacks_)
     changes = {}
     if callbacks["ema"].decay != estimator.ema_decay:
@@ -72,9 +72,8 @@ def _fresh_schedule(estimator, net, n_train: int):
     schedule = dict(net.callbacks_).get("lr_schedule")
     if schedule is None:
         return None
-    steps_per_epoch = max(1, -(-n_train // estimator.batch_size))
-    schedule.set_params(lr_lambda=WarmupCosine(steps_per_epoch * estimator.max_epochs,
-                                               steps_per_epoch))
+    schedule.set_params(lr_lambda=warmup_cosine(n_train, estimator.batch_size,
+                                                estimator.max_epochs))
     # skorch passes the callback's public attributes to the scheduler: start at step 0.
     vars(schedule)["last_epoch"] = -1
     return schedule
