@@ -133,8 +133,15 @@ def _stages(text: str):
 
 
 def _say(args, message: str) -> None:
-    if not getattr(args, "quiet", False):
+    if not getattr(args, "quiet", False) and _main_rank():
         print(message, file=sys.stderr, flush=True)
+
+
+def _main_rank() -> bool:
+    # Under torchrun every rank runs this command: rank 0 alone speaks and writes.
+    from skinestimator.training import is_main_process
+
+    return is_main_process()
 
 
 def _note(message: str) -> None:
@@ -144,7 +151,7 @@ def _note(message: str) -> None:
 
 def _no_bar(args) -> bool | None:
     # None lets tqdm decide: bars on a terminal, none when stderr is a file or a pipe.
-    return True if getattr(args, "quiet", False) else None
+    return True if getattr(args, "quiet", False) or not _main_rank() else None
 
 
 def _load_folder(data_dir: str):
@@ -472,6 +479,7 @@ def cmd_train(args) -> int:
     from skinestimator import SkinLesionClassifier
     from skinestimator._validation import fit_seeds
     from skinestimator.deploy import save_model
+    from skinestimator.training import launched_world_size
 
     from ._progress import epoch_progress, predict_proba_batched
     from ._report import coverage_note, evaluation_metrics
@@ -508,6 +516,11 @@ def cmd_train(args) -> int:
                            model=True)
     _say(args, f"{len(paths)} images in {len(classes)} classes: "
                + ", ".join(f"{c} {n}" for c, n in zip(classes, counts)))
+    processes = launched_world_size()
+    if processes > 1:
+        _say(args, f"data-parallel under torchrun: {processes} processes, each "
+                   f"{args.batch_size // processes} images of the global batch of "
+                   f"{args.batch_size}")
 
     params = dict(
         backbone=args.backbone, image_size=args.image_size, max_epochs=args.epochs,
@@ -569,6 +582,8 @@ def cmd_train(args) -> int:
         raise CLIError(f"cannot train: {one_line(exc)}", EXIT_USAGE) from exc
     # The progress callback is a property of this run, not of the model.
     clf.set_params(callbacks=None)
+    if not _main_rank():
+        return EXIT_OK  # rank 0 trained the same network; it scores and saves it
 
     if valid_idx is not None and groups is not None:
         proba = predict_proba_batched(clf, paths[valid_idx], desc="validating",

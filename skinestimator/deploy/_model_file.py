@@ -106,7 +106,9 @@ def save_model(
     Returns
     -------
     path : pathlib.Path
-        The path written.
+        The path written. Under ``torchrun`` every rank holds the same fitted network and
+        only rank 0 writes the file; the other ranks check ``clf`` as rank 0 does and return
+        the path without writing (call ``torch.distributed.barrier()`` before they read it).
 
     Raises
     ------
@@ -137,6 +139,8 @@ def save_model(
     """
     import torch
     from safetensors.torch import save as _st_save
+
+    from ..training import is_main_process
 
     module = _fitted_module(clf)
     if not isinstance(getattr(clf, "backbone", None), str):
@@ -169,6 +173,8 @@ def save_model(
     }
     metadata["sha256"] = _digest(metadata, state)
     payload = _st_save(state, metadata=metadata)
+    if not is_main_process():
+        return path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp_beside(path)

@@ -2,8 +2,9 @@
 
 One module per job: what ``X`` may be (``_inputs``), how much each image counts (``_weights``),
 the skorch net (``_net``) and its callbacks (``_callbacks``), the net a set of hyperparameters
-describes (``_build``), head-only training on cached features (``_head``), and one training run
-(``_fit``).
+describes (``_build``), head-only training on cached features (``_head``), checkpoints
+(``_checkpoint``), data-parallel training under ``torchrun`` (``_distributed``), and one training
+run (``_fit``).
 """
 
 from ._build import OPTIMIZERS, build_net, network, worker_start_method, workers
@@ -15,6 +16,7 @@ from ._callbacks import (
 )
 from ._checkpoint import TrainingCheckpoint
 from ._continue import record_architecture
+from ._distributed import is_main_process, launched_world_size
 from ._fit import FITTED_ATTRIBUTES, check_prediction_settings, fit_or_restore
 from ._inputs import check_images
 from ._net import LesionNeuralNet
@@ -31,6 +33,8 @@ __all__ = [
     "check_images",
     "check_prediction_settings",
     "fit_or_restore",
+    "is_main_process",
+    "launched_world_size",
     "network",
     "record_architecture",
     "validation_balanced_accuracy",

@@ -16,6 +16,7 @@ from ._callbacks import (
     validation_balanced_accuracy,
     warmup_cosine,
 )
+from ._distributed import Distributed, ScoresAgree
 from ._net import LesionNeuralNet
 
 __all__ = ["OPTIMIZERS", "build_net", "network", "worker_start_method", "workers"]
@@ -55,7 +56,8 @@ def network(estimator, *, pretrained: bool, n_classes: int | None = None) -> nn.
     )
 
 
-def _callbacks(estimator, n_train: int, validated: bool) -> list:
+def _callbacks(estimator, n_train: int, validated: bool, *, main: bool = True,
+               parallel: bool = False) -> list:
     from skorch.callbacks import EpochScoring, LRScheduler, ProgressBar
 
     # The average comes first: the epoch-end callbacks after it must see the averaged weights.
@@ -64,6 +66,8 @@ def _callbacks(estimator, n_train: int, validated: bool) -> list:
         callbacks.append(("valid_bacc", EpochScoring(
             validation_balanced_accuracy, lower_is_better=False, name="valid_bacc",
             use_caching=True)))
+        if parallel:
+            callbacks.append(("scores_agree", ScoresAgree()))
         if estimator.patience is not None:
             callbacks.append(("early_stopping", EarlyStoppingWhenValidated(
                 monitor="valid_bacc", lower_is_better=False, patience=estimator.patience,
@@ -73,7 +77,7 @@ def _callbacks(estimator, n_train: int, validated: bool) -> list:
             policy=torch.optim.lr_scheduler.LambdaLR,
             lr_lambda=warmup_cosine(n_train, estimator.batch_size, estimator.max_epochs),
             step_every="batch")))
-    if estimator.verbose:
+    if estimator.verbose and main:
         callbacks.append(("progress", ProgressBar()))
     for i, callback in enumerate(estimator.callbacks or []):
         if isinstance(callback, tuple):
@@ -99,16 +103,19 @@ def _loader_options(estimator, from_paths: bool) -> dict:
 
 def build_net(estimator, n_classes: int, n_train: int, valid_data, from_paths: bool,
               module: nn.Module | None = None, logit_offset=None, shuffle_seed=None,
-              checkpoint=None) -> LesionNeuralNet:
+              checkpoint=None, distributed: Distributed | None = None) -> LesionNeuralNet:
     """The (uninitialized) skorch net training ``module`` on ``n_train`` images, validated on
     ``valid_data`` (or not, when None), with ``estimator``'s hyperparameters; ``checkpoint``
-    (a :class:`~skinestimator.training.TrainingCheckpoint`) comes after every other callback."""
+    (a :class:`~skinestimator.training.TrainingCheckpoint`) comes after every other callback.
+    ``distributed``: this process is one rank of a data-parallel run (only rank 0 prints)."""
     from skorch.helper import predefined_split
 
     from ..data import BatchAugmentation
 
     if module is None:
         module = network(estimator, pretrained=estimator.pretrained, n_classes=n_classes)
+    world_size, rank = (1, 0) if distributed is None else (distributed.world_size,
+                                                           distributed.rank)
     optimizer = (OPTIMIZERS.get(estimator.optimizer, estimator.optimizer)
                  if isinstance(estimator.optimizer, str) else estimator.optimizer)
     return LesionNeuralNet(
@@ -124,14 +131,17 @@ def build_net(estimator, n_classes: int, n_train: int, valid_data, from_paths: b
         iterator_train__shuffle=True,
         iterator_train__drop_last=drops_last_batch(n_train, estimator.batch_size),
         **_loader_options(estimator, from_paths),
-        callbacks=_callbacks(estimator, n_train, valid_data is not None)
+        callbacks=_callbacks(estimator, n_train, valid_data is not None, main=rank == 0,
+                             parallel=world_size > 1)
         + ([("checkpoint", checkpoint)] if checkpoint is not None else []),
         classes=list(range(n_classes)),
         device=estimator.device_,
-        verbose=int(estimator.verbose),
+        verbose=int(estimator.verbose) if rank == 0 else 0,
         tta=bool(estimator.tta),
         logit_offset=logit_offset,
         shuffle_seed=shuffle_seed,
         precision=estimator.precision,
+        world_size=world_size,
+        rank=rank,
         augmentation=BatchAugmentation(float(estimator.augment)) if estimator.augment else None,
     )

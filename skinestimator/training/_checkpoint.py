@@ -25,6 +25,7 @@ import torch
 from skorch.callbacks import Callback, LRScheduler
 
 from .._warnings import warn_user
+from ._distributed import gather_objects
 
 __all__ = ["TrainingCheckpoint", "fingerprint"]
 
@@ -190,23 +191,28 @@ class TrainingCheckpoint(Callback):
             self.pending_ = None
 
     def on_epoch_end(self, net, **kwargs):
-        _atomic_save(self._state(net, finished=False), self.path)
+        # Under torchrun the ranks hold the same network: one writes it, all read it. Only
+        # the random states differ (each rank augments its own images): rank 0 saves them all.
+        rng = gather_objects(_rng_state(), net.world_size)
+        if net.rank == 0:
+            _atomic_save(self._state(net, finished=False, rng=rng), self.path)
 
     def on_train_end(self, net, **kwargs):
         # After Ctrl+C the last finished epoch stays the one to resume from.
-        if not getattr(net, "interrupted_", False):
-            _atomic_save(self._state(net, finished=True), self.path)
+        if getattr(net, "interrupted_", False):
+            return
+        rng = gather_objects(_rng_state(), net.world_size)
+        if net.rank == 0:
+            _atomic_save(self._state(net, finished=True, rng=rng), self.path)
 
-    def _state(self, net, *, finished: bool) -> dict:
+    def _state(self, net, *, finished: bool, rng: list[dict] | None = None) -> dict:
+        rng = rng or [_rng_state()]
         callbacks = dict(net.callbacks_)
         ema = callbacks["ema"]
         training_weights = ema.training_weights_ or net.module_.state_dict()
         schedulers = {name: {"state": cb.lr_scheduler_.state_dict(), "batch_idx": cb.batch_idx_}
                       for name, cb in net.callbacks_
                       if isinstance(cb, LRScheduler) and cb.lr_scheduler_ is not None}
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "format": _FORMAT, "fingerprint": self.print_, "finished": finished,
             "epochs": len(net.history), "shuffle_seed": int(net.shuffle_seed),
@@ -217,7 +223,8 @@ class TrainingCheckpoint(Callback):
             "ema": None if ema.average_ is None else ema.average_.state_dict(),
             "callbacks": _callback_states(net),
             "history": json.dumps(net.history.to_list(), default=float),
-            "rng": rng,
+            "rng": rng[0],
+            "rank_rng": rng,
             "scaler": None if net.scaler_ is None else net.scaler_.state_dict(),
         }
 
@@ -225,6 +232,13 @@ class TrainingCheckpoint(Callback):
         state = dict(self.__dict__)
         state["pending_"] = None
         return state
+
+
+def _rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
 
 
 def restore(net, state: dict) -> None:
@@ -243,6 +257,10 @@ def restore(net, state: dict) -> None:
             vars(callbacks[name]).update(saved)
     if state["scaler"] is not None and net.scaler_ is not None:
         net.scaler_.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    # Each rank its own saved generators; a run resumed on more processes than it was saved
+    # from gives the new ranks rank 0's (it continues, but not bit for bit).
+    ranks = state.get("rank_rng") or [state["rng"]]
+    rng = ranks[net.rank] if net.rank < len(ranks) else ranks[0]
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])

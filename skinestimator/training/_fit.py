@@ -25,6 +25,7 @@ from ..images import resize_batch
 from ._build import build_net, network
 from ._checkpoint import TrainingCheckpoint, fingerprint
 from ._continue import continue_training, record_architecture
+from ._distributed import Distributed, check_batch_size, join_process_group, rank_device
 from ._head import fit_head_on_features, trains_on_cached_features
 from ._inputs import check_images, default_path_image_size
 from ._weights import logit_offset, sample_weights
@@ -235,10 +236,13 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
         images = resize_batch(images, estimator.image_size_, policy=estimator.resize)
 
     torch_seed, split_seed = fit_seeds(estimator.random_state)
-    device = resolve_device(estimator.device)
+    device = rank_device(resolve_device(estimator.device))
     if estimator.precision == "16-mixed" and not device.startswith("cuda"):
         raise ValueError(f"precision='16-mixed' needs a CUDA GPU (device is {device!r}); "
                          "on the CPU use precision='bf16'")
+    distributed = join_process_group(device)
+    if distributed is not None:
+        check_batch_size(estimator.batch_size, distributed.world_size)
     caches = _Caches(estimator, from_paths)
     try:
         cache = caches.new(len(images))
@@ -270,7 +274,8 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
                     checkpoint = TrainingCheckpoint(estimator.checkpoint_dir, fingerprint(
                         estimator, images, from_paths, y, sample_weight, groups, validation))
                 _new_net(estimator, device, train_data, valid_data, from_paths, offset,
-                         epochs, seed=torch_seed, checkpoint=checkpoint)
+                         epochs, seed=torch_seed, checkpoint=checkpoint,
+                         distributed=distributed)
     finally:
         caches.close()
     _finish(estimator)
@@ -278,11 +283,15 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
 
 
 def _new_net(estimator, device, train_data, valid_data, from_paths, offset, epochs, *,
-             seed: int, checkpoint: TrainingCheckpoint | None = None) -> None:
+             seed: int, checkpoint: TrainingCheckpoint | None = None,
+             distributed: Distributed | None = None) -> None:
     warn_if_average_too_short(estimator, len(train_data), epochs or estimator.max_epochs)
     estimator.device_ = device
     record_architecture(estimator)
     module = network(estimator, pretrained=estimator.pretrained)
+    if distributed is not None and distributed.rank:
+        # Each rank its own augmentations and dropout masks (the weights come from rank 0).
+        torch.manual_seed(seed + distributed.rank)
     if trains_on_cached_features(estimator, module):
         if checkpoint is not None:
             warn_user("checkpoint_dir is not used by head-only training on cached features "
@@ -295,7 +304,8 @@ def _new_net(estimator, device, train_data, valid_data, from_paths, offset, epoc
         seed = state["shuffle_seed"]
     net = estimator.net_ = build_net(
         estimator, len(estimator.classes_), len(train_data), valid_data, from_paths,
-        module=module, logit_offset=offset, shuffle_seed=seed, checkpoint=checkpoint)
+        module=module, logit_offset=offset, shuffle_seed=seed, checkpoint=checkpoint,
+        distributed=distributed)
     if state is None:
         net.fit(train_data, y=None, epochs=epochs)
         return

@@ -6,6 +6,9 @@ import torch
 from skorch import NeuralNetClassifier
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ._callbacks import drops_last_batch
+from ._distributed import average, broadcast_buffers, check_batch_size, wrap
+
 __all__ = ["EpochSampler", "LesionNeuralNet"]
 
 
@@ -49,11 +52,20 @@ class LesionNeuralNet(NeuralNetClassifier):
         The network's forward pass runs under ``torch.autocast`` in bfloat16 or float16
         (weights, gradients, optimizer and loss stay float32); float16 scales the loss with a
         ``GradScaler`` so that small gradients do not underflow.
+    world_size, rank : int, default=1, 0
+        Data-parallel training (under ``torchrun``): this net is process ``rank`` of
+        ``world_size``. Each reads its shard of every epoch's order, ``batch_size //
+        world_size`` images a step, and trains through ``DistributedDataParallel``; after each
+        training epoch rank 0's batch-norm statistics are copied to all, so that every rank
+        validates (the whole validation set) the same network.
     """
 
     def __init__(self, *args, tta: bool = False, augmentation=None, logit_offset=None,
-                 shuffle_seed: int | None = None, precision: str = "32", **kwargs):
+                 shuffle_seed: int | None = None, precision: str = "32", world_size: int = 1,
+                 rank: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.world_size = world_size
+        self.rank = rank
         self.precision = precision
         self.tta = tta
         self.augmentation = augmentation
@@ -61,17 +73,50 @@ class LesionNeuralNet(NeuralNetClassifier):
         self.shuffle_seed = shuffle_seed
 
     def get_iterator(self, dataset, training=False):
-        if not training or self.shuffle_seed is None:
+        if not training or (self.shuffle_seed is None and self.world_size == 1):
             return super().get_iterator(dataset, training=training)
         options = self.get_params_for("iterator_train")
         options.setdefault("batch_size", self.batch_size)
         options.pop("shuffle", None)  # the sampler shuffles
-        sampler = EpochSampler(dataset, seed=self.shuffle_seed, first_epoch=len(self.history))
+        seed = self.shuffle_seed or 0
+        sampler = EpochSampler(dataset, seed=seed, first_epoch=len(self.history),
+                               num_replicas=self.world_size, rank=self.rank)
+        if self.world_size > 1:
+            # The global batch is split, so that a step averages the gradients of batch_size
+            # images as one process would: rank r's i-th batch holds every world_size-th
+            # image of the single-process run's i-th batch.
+            options["batch_size"] = check_batch_size(self.batch_size, self.world_size)
+            options["drop_last"] = drops_last_batch(len(sampler), options["batch_size"])
         # The loader's own generator draws its workers' base seed, which would otherwise come
         # from the global generator once per persistent loader: a resumed run, with a new
         # loader, would then draw once more and see other augmentations.
-        generator = torch.Generator().manual_seed(self.shuffle_seed)
+        generator = torch.Generator().manual_seed(seed + self.rank)
         return DataLoader(dataset, sampler=sampler, generator=generator, **options)
+
+    def _training_module(self) -> torch.nn.Module:
+        """The module training steps run: ``module_``, or under ``torchrun`` its
+        ``DistributedDataParallel`` wrapper (created at the first step, on every rank at
+        once, as its constructor is collective)."""
+        if self.world_size == 1:
+            return self.module_
+        parallel = self.__dict__.get("_parallel")
+        if parallel is None or parallel.module is not self.module_:
+            parallel = wrap(self.module_, self.device)
+            # Not through skorch's __setattr__, which would register it as a second module to
+            # save and move; it holds the process group and must not be pickled either.
+            object.__setattr__(self, "_parallel", parallel)
+        return parallel
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if training and iterator is not None and self.world_size > 1:
+            moving_average = dict(self.callbacks_).get("ema")
+            broadcast_buffers(self.module_, getattr(moving_average, "average_", None))
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_parallel", None)
+        return state
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         # skorch's fit swallows KeyboardInterrupt (Ctrl+C) to keep the partly trained network;
@@ -93,14 +138,15 @@ class LesionNeuralNet(NeuralNetClassifier):
             self.scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
         return self
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The module's logits, under autocast for a reduced precision, as float32 (the loss,
-        the softmax and numpy need it)."""
+    def _forward(self, x: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """The logits of ``module`` (default ``module_``), under autocast for a reduced
+        precision, as float32 (the loss, the softmax and numpy need it)."""
+        module = self.module_ if module is None else module
         if self.precision == "32":
-            return self.module_(x)
+            return module(x)
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         with torch.autocast(torch.device(self.device).type, dtype=dtype):
-            return self.module_(x).float()
+            return module(x).float()
 
     def infer(self, x, **fit_params):
         if isinstance(x, dict):
@@ -110,7 +156,7 @@ class LesionNeuralNet(NeuralNetClassifier):
             # Augment whole batches on the training device (see BatchAugmentation for why).
             if self.augmentation is not None:
                 x = self.augmentation(x)
-            return self._forward(x)
+            return self._forward(x, self._training_module())
         if not self.tta:
             return self._forward(x)
         # Average the probabilities over the four flips; returning their log keeps the
@@ -133,13 +179,17 @@ class LesionNeuralNet(NeuralNetClassifier):
 
     def train_step(self, batch, **fit_params):
         if getattr(self, "scaler_", None) is None:
-            return super().train_step(batch, **fit_params)
-        # GradScaler's own step: it unscales, skips steps with inf/NaN gradients, and adapts
-        # the scale (skorch's closure-based optimizer step cannot do that).
-        self.optimizer_.zero_grad()
-        step = self.train_step_single(batch, **fit_params)
-        self.scaler_.step(self.optimizer_)
-        self.scaler_.update()
+            step = super().train_step(batch, **fit_params)
+        else:
+            # GradScaler's own step: it unscales, skips steps with inf/NaN gradients, and
+            # adapts the scale (skorch's closure-based optimizer step cannot do that).
+            self.optimizer_.zero_grad()
+            step = self.train_step_single(batch, **fit_params)
+            self.scaler_.step(self.optimizer_)
+            self.scaler_.update()
+        if self.world_size > 1:
+            # The history records the loss of the whole global batch, the same on every rank.
+            step["loss"] = average(step["loss"])
         return step
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
