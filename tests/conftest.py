@@ -85,3 +85,15 @@ def run_python(code: str) -> str:
                             check=False, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a real PostgreSQL server started for this test session (tests/_postgres.py)."""
+    from tests._postgres import postgres_binaries, running_postgres
+
+    binaries, reason = postgres_binaries()
+    if binaries is None:
+        pytest.skip(reason)
+    with running_postgres() as url:
+        yield url

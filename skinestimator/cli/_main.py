@@ -1100,6 +1100,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save every finished epoch in DIR; rerun the same command after a "
                         "kill or Ctrl+C to resume from the last one")
 
+    from ._tune import add_tune_parser
+
+    add_tune_parser(add)
+
     p = add("evaluate", "score a model on a labelled class-per-folder tree",
             "Score MODEL on DATA_DIR/<class>/<image>: accuracy, balanced accuracy, per-class "
             "precision/recall/AUC and the confusion matrix; optionally an HTML report.",

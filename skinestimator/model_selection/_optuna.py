@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted, get_tags
 
 from ._space import decode_params, merge_search_space, suggest_params, to_estimator_params
 from ._split import check_group_cv, check_groups_disjoint, fit_grouped
+from ._storage import open_storage
 
 __all__ = ["OptunaLesionSearchCV"]
 
@@ -230,15 +231,34 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         with multi-metric scoring) raises ``ValueError``.
     storage : None, str or optuna.storages.BaseStorage, default=None
         Where the study lives. ``None`` keeps it in memory. A database URL such
-        as ``"sqlite:///search.db"`` or ``"postgresql://user@host/db"`` persists
-        it: a later ``fit`` (in any process, on any machine that reaches the
-        database) with the same ``study_name`` resumes it. A plain file path is
-        taken as a SQLite file. The study records the number of CV splits, the
+        as ``"sqlite:///search.db"`` or ``"postgresql://user@host/db"`` (the
+        ``postgres`` extra installs its driver) persists it: a later ``fit``
+        (in any process, on any machine that reaches the database) with the
+        same ``study_name`` resumes it, and ``fit`` calls running at the same
+        time in several processes or machines share it, each running its own
+        ``n_trials``. ``"journal:PATH"`` (or a path ending in ``.log`` or
+        ``.journal``) is Optuna's journal file, for a disk shared by the
+        machines of a cluster without a database. Any other plain path is a
+        SQLite file. The study records the number of CV splits, the
         scoring and the number of samples; resuming it with other values raises
         ``ValueError``, because their scores would not be comparable.
     study_name : str or None, default=None
         Name of the study in ``storage``; ``None`` means
         ``"skinestimator-search"`` for persistent storage.
+    load_if_exists : bool, default=True
+        Join the study if ``storage`` already holds one named ``study_name``
+        (to resume it, or to share it with workers running now); False raises
+        ``ValueError`` instead, so that a new search cannot mix its trials
+        into an old one by accident.
+    heartbeat_interval : int or None, default=60
+        With a database ``storage``, each running trial records every this
+        many seconds that its worker is alive; when a worker dies (killed,
+        out of memory, its machine lost), the next trial any worker starts
+        after twice this time marks the dead worker's trial ``FAIL`` and
+        queues its parameters once more (Optuna's heartbeat and
+        ``RetryFailedTrialCallback``). None switches it off. Journal files
+        have no heartbeat: a dead worker's trial stays ``RUNNING`` there
+        (it does not hold the others up).
     sampler : optuna.samplers.BaseSampler or None, default=None
         ``None`` uses a ``TPESampler`` seeded from ``random_state`` and the
         number of trials already in the study (see ``random_state``).
@@ -260,6 +280,10 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         reproducible. Use ``n_jobs=1`` for reproducible scores, or run
         several processes on one ``storage`` for parallel trials that each
         seed their own generator.
+    callbacks : list of callables or None, default=None
+        Each called as ``callback(study, trial)`` after every trial this
+        ``fit`` runs, as by ``optuna.study.Study.optimize`` (e.g. to log
+        progress or to stop the study with ``MaxTrialsCallback``).
     verbose : int, default=0
         ``0`` is silent, ``1`` shows a progress bar over trials, ``2`` also
         logs each finished trial.
@@ -301,8 +325,11 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         ``estimator`` refit on all data with ``best_params_`` (``refit=True``
         or a callable).
     cv_results_ : dict of numpy arrays
-        One row per finished trial (also those of earlier runs): ``number``,
-        ``state`` (``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``), ``worker``,
+        One row per finished trial of the whole study (also those of earlier
+        runs and of other workers sharing it): ``number``, ``state``
+        (``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``), ``worker`` (host and
+        process that ran it), ``from_this_fit`` (True for the trials this
+        ``fit`` ran, False for those from elsewhere),
         ``params``, ``param_<name>`` (the values handed to ``set_params``, as
         in ``params``), ``split<k>_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
@@ -362,10 +389,13 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         refit: bool = True,
         storage: str | BaseStorage | None = None,
         study_name: str | None = None,
+        load_if_exists: bool = True,
+        heartbeat_interval: int | None = 60,
         sampler: optuna.samplers.BaseSampler | None = None,
         pruner: optuna.pruners.BasePruner | None = None,
         pruning_monitor: str = "valid_bacc",
         n_jobs: int = 1,
+        callbacks: list | None = None,
         verbose: int = 0,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
@@ -380,10 +410,13 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.refit = refit
         self.storage = storage
         self.study_name = study_name
+        self.load_if_exists = load_if_exists
+        self.heartbeat_interval = heartbeat_interval
         self.sampler = sampler
         self.pruner = pruner
         self.pruning_monitor = pruning_monitor
         self.n_jobs = n_jobs
+        self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
 
@@ -439,15 +472,17 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise TypeError(f"pruning_monitor must be a str, got {self.pruning_monitor!r}.")
         if self.storage is not None and not isinstance(self.storage, str | BaseStorage):
             raise TypeError(
-                "storage must be None, a database URL, a SQLite file path or an optuna "
-                f"storage, got {type(self.storage).__name__}."
+                "storage must be None, a database URL, a SQLite file path, 'journal:PATH' or "
+                f"an optuna storage, got {type(self.storage).__name__}."
             )
-
-    def _storage(self):
-        storage = self.storage
-        if isinstance(storage, str) and "://" not in storage:
-            storage = f"sqlite:///{os.path.abspath(storage)}"
-        return storage
+        if self.heartbeat_interval is not None and (
+            not isinstance(self.heartbeat_interval, Integral) or self.heartbeat_interval < 1
+        ):
+            raise ValueError("heartbeat_interval must be a positive integer (seconds) or None, "
+                             f"got {self.heartbeat_interval!r}.")
+        if self.callbacks is not None and not all(callable(c) for c in self.callbacks):
+            raise TypeError("callbacks must be a list of callables callback(study, trial), got "
+                            f"{self.callbacks!r}.")
 
     def _create_study(self) -> optuna.study.Study:
         sampler = self.sampler
@@ -458,18 +493,24 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         pruner = self.pruner
         if pruner is None:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-        storage = self._storage()
+        storage = open_storage(self.storage, heartbeat_interval=self.heartbeat_interval)
         study_name = self.study_name
         if study_name is None and storage is not None:
             study_name = DEFAULT_STUDY_NAME
-        study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            sampler=sampler,
-            pruner=pruner,
-            direction="maximize",
-            load_if_exists=True,
-        )
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=study_name,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize",
+                load_if_exists=bool(self.load_if_exists),
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise ValueError(
+                f"storage already holds a study named {study_name!r} and load_if_exists=False; "
+                "pass another study_name, or load_if_exists=True to join it"
+            ) from None
         if study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise ValueError(
                 f"Study {study.study_name!r} in this storage minimizes; the search maximizes "
@@ -566,8 +607,10 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             "n_samples": len(y),
         }
         failures: list[str] = []  # errors of this fit's failed trials
+        ran_here: set[int] = set()  # numbers of the trials this fit ran
 
         def objective(trial: optuna.trial.Trial) -> float:
+            ran_here.add(trial.number)
             params = to_estimator_params(suggest_params(trial, space))
             trial.set_user_attr("worker", worker)
             scores, fit_times, score_times = [], [], []
@@ -625,6 +668,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
                 n_trials=self.n_trials,
                 timeout=self.timeout,
                 n_jobs=self.n_jobs,
+                callbacks=self.callbacks,
                 show_progress_bar=self.verbose > 0,
                 gc_after_trial=True,
             )
@@ -632,7 +676,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.search_space_ = space
         self.scorer_ = scorer
         self.n_splits_ = len(splits)
-        self.cv_results_ = self._make_cv_results(study, space)
+        self.cv_results_ = self._make_cv_results(study, space, ran_here)
         self.n_trials_ = len(self.cv_results_["number"])
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not completed and failures:
@@ -699,7 +743,8 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
         return float(np.mean(scores))
 
     @staticmethod
-    def _make_cv_results(study: optuna.study.Study, space=None) -> dict[str, np.ndarray]:
+    def _make_cv_results(study: optuna.study.Study, space=None,
+                         ran_here=frozenset()) -> dict[str, np.ndarray]:
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         trials = [t for t in study.trials if t.state in finished]
         n_splits = max((len(t.user_attrs.get("split_test_scores", [])) for t in trials), default=0)
@@ -708,6 +753,7 @@ class OptunaLesionSearchCV(MetaEstimatorMixin, BaseEstimator):
             "number": np.array([t.number for t in trials], dtype=int),
             "state": np.array([t.state.name for t in trials], dtype=object),
             "worker": np.array([t.user_attrs.get("worker", "") for t in trials], dtype=object),
+            "from_this_fit": np.array([t.number in ran_here for t in trials], dtype=bool),
             "params": params,
         }
         names = sorted({name for p in params for name in p})

@@ -129,6 +129,10 @@ class LesionNeuralNet(NeuralNetClassifier):
             self.interrupted_ = not any(getattr(callback, "stopped_", False)
                                         for _, callback in self.callbacks_)
             raise
+        finally:
+            # The DistributedDataParallel wrapper only trains; left alive until the
+            # interpreter's end it would outlive the process group it holds.
+            self.__dict__.pop("_parallel", None)
 
     def initialize(self):
         super().initialize()
