@@ -351,6 +351,16 @@ def _distinct_outputs(*outputs: tuple[str | None, str]) -> None:
 # train
 
 
+def add_grouping_options(p, purpose: str) -> None:
+    """``--metadata``, ``--group-column`` and ``--id-column`` (``train``, ``tune``)."""
+    p.add_argument("--metadata", metavar="CSV",
+                   help=f"CSV with one row per image naming its group, {purpose}")
+    p.add_argument("--group-column", default="lesion_id",
+                   help="metadata column naming the group of each image")
+    p.add_argument("--id-column", default="image_id",
+                   help="metadata column matching the image file name without extension")
+
+
 def _grouping(paths, metadata: str, group_column: str, id_column: str):
     """Group label of each image from a metadata CSV, matched on the image's file name."""
     try:
@@ -1035,13 +1045,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
     p.add_argument("-o", "--output", required=True, metavar="MODEL",
                    help="model file to write (e.g. model.skin)")
-    p.add_argument("--metadata", metavar="CSV",
-                   help="CSV with one row per image, used to hold out whole groups "
-                        "(lesions/patients) for validation")
-    p.add_argument("--group-column", default="lesion_id",
-                   help="metadata column naming the group of each image")
-    p.add_argument("--id-column", default="image_id",
-                   help="metadata column matching the image file name without extension")
+    add_grouping_options(p, "used to hold out whole groups (lesions/patients) for validation")
     p.add_argument("--backbone", default="efficientnet_lite0",
                    help="efficientnet_lite0 (ImageNet weights), efficientnet_lite1 or "
                         "efficientnet_lite2 (larger; the 'weights' extra), seed_cnn (small, "

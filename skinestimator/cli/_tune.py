@@ -29,6 +29,7 @@ def add_tune_parser(add) -> None:
     from ._main import _device as device
     from ._main import _image_size as image_size
     from ._main import _positive_int as positive_int
+    from ._main import add_grouping_options
 
     p = add("tune", "search hyperparameters with Optuna, shared by many workers",
             "Run --n-trials Optuna trials, each a --cv fold cross-validation of a classifier "
@@ -60,12 +61,7 @@ def add_tune_parser(add) -> None:
                         "rate, weight decay, batch size, augmentation, depth, image size)")
     p.add_argument("-o", "--output", metavar="MODEL",
                    help="refit the study's best trial on all of DATA and save it here")
-    p.add_argument("--metadata", metavar="CSV",
-                   help="CSV with one row per image naming its group (as for train)")
-    p.add_argument("--group-column", default="lesion_id",
-                   help="metadata column naming the group of each image")
-    p.add_argument("--id-column", default="image_id",
-                   help="metadata column matching the image file name without extension")
+    add_grouping_options(p, "so that no group is split between the folds of a trial")
     p.add_argument("--backbone", default="efficientnet_lite0",
                    help="efficientnet_lite0, seed_cnn or a timm model name")
     p.add_argument("--image-size", type=image_size, default=None, metavar="SIZE",
