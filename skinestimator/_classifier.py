@@ -17,6 +17,7 @@ from skorch.history import History
 
 from ._parameters import check_parameters, fill_parameter_docs
 from ._runtime import resolve_device
+from ._sets import PredictionSetMixin
 from .data import ImageDataset, worker_errors_unwrapped
 from .images import read_image
 from .training import (
@@ -34,7 +35,7 @@ __all__ = ["SkinLesionClassifier"]
 
 
 @fill_parameter_docs
-class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
+class SkinLesionClassifier(PredictionSetMixin, ClassifierMixin, BaseEstimator):
     """Skin-lesion image classifier: a CNN fine-tuned (or trained from scratch) with skorch.
 
     It accepts image file paths (streamed from disk in batches by DataLoader workers and cached
@@ -59,6 +60,11 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         ``valid_bacc``.
     device_ : str
         The device used.
+    temperature_ : float
+        The temperature ``predict_proba`` divides the logits by (1: not calibrated).
+    conformal_scores_ : ConformalScores or None
+        The calibration scores behind :meth:`predict_set` (None without a validation split
+        until :meth:`fit_conformal`).
 
     Examples
     --------
@@ -102,6 +108,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         verbose: int = 0,
         precision: str = "32",
         checkpoint_dir=None,
+        calibration: str | None = "temperature",
         callbacks: Sequence | None = None,
     ):
         self.backbone = backbone
@@ -133,6 +140,7 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.precision = precision
         self.checkpoint_dir = checkpoint_dir
+        self.calibration = calibration
         self.callbacks = callbacks
 
     # ------------------------------------------------------------------ public API
@@ -292,7 +300,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
             images[i] = read_image(path, self.image_size_, resize=self.resize)
         return images
 
-    def _restore(self, *, classes, image_size, state_dict, history=(), n_features_in=None):
+    def _restore(self, *, classes, image_size, state_dict, history=(), n_features_in=None,
+                 temperature=1.0, conformal_scores=None):
         """Rebuild a fitted estimator from its hyperparameters and weights, without training."""
         self._check_params()
         self.classes_ = np.asarray(classes)
@@ -306,6 +315,8 @@ class SkinLesionClassifier(ClassifierMixin, BaseEstimator):
         self.net_.initialize()
         self.net_.module_.load_state_dict(state_dict)
         self.net_.module_.eval()
+        self.temperature_ = self.net_.temperature = float(temperature)
+        self.conformal_scores_ = conformal_scores
         self.history_ = [dict(row) for row in history]
         # A warm_start or partial_fit of a loaded model continues this history.
         self.net_.history = History([dict(row) for row in history])

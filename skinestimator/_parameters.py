@@ -149,6 +149,7 @@ PARAMETERS: dict[str, Parameter] = {
     "precision": Parameter((StrOptions({"32", "bf16", "16-mixed"}),),
                            "'32', 'bf16' or '16-mixed'"),
     "checkpoint_dir": Parameter((None, _OfType(str, os.PathLike)), "None or a folder"),
+    "calibration": Parameter((None, StrOptions({"temperature"})), "'temperature' or None"),
     "callbacks": Parameter((None, _SkorchCallbacks()),
                            "None or a list of skorch callbacks or (name, callback) pairs"),
 }
@@ -345,6 +346,13 @@ checkpoint_dir : str, path-like or None, default=None
     that finds only other fits' checkpoints warns, naming what differs, and starts afresh.
     Used by ``fit`` only (not ``partial_fit`` or a ``warm_start`` continuation). ``None``: no
     checkpoints.
+calibration : {"temperature"} or None, default="temperature"
+    After training (and after early stopping picked the epoch), fit one temperature that
+    divides the logits so that the validation split's probabilities are as likely as they can
+    be (temperature scaling); ``predict_proba`` uses it (``temperature_``), ``predict`` never
+    changes. None keeps the network's raw probabilities. Without a validation split
+    (``validation_fraction=None`` and no ``X_val``, or ``partial_fit``) the temperature is 1.
+    The same split's scores back :meth:`predict_set` (``conformal_scores_``).
 callbacks : list or None, default=None
     Extra skorch callbacks (instances or ``(name, callback)`` pairs), e.g. an Optuna pruner.
 """

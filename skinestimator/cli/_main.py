@@ -707,20 +707,23 @@ def cmd_evaluate(args) -> int:
 # predict
 
 
-def _format_predictions(paths, top, fmt: str) -> str:
+def _format_predictions(paths, top, fmt: str, sets=None, refer=None) -> str:
+    """``sets`` and ``refer`` (``predict --coverage``): each image's prediction set and flag."""
     if fmt == "json":
-        return json.dumps(
-            [{"image": p, "predictions": [{"label": c, "probability": round(q, 6)}
-                                          for c, q in row]} for p, row in zip(paths, top)],
-            indent=2,
-        )
+        rows = [{"image": p, "predictions": [{"label": c, "probability": round(q, 6)}
+                                             for c, q in row]} for p, row in zip(paths, top)]
+        for row, members, flag in zip(rows, sets or (), refer if sets else (), strict=False):
+            row["prediction_set"], row["refer"] = members, bool(flag)
+        return json.dumps(rows, indent=2)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["image", "rank", "label", "probability"])
-        for p, row in zip(paths, top):
+        extra = ["prediction_set", "refer"] if sets else []
+        writer.writerow(["image", "rank", "label", "probability", *extra])
+        for i, (p, row) in enumerate(zip(paths, top)):
+            tail = [";".join(sets[i]), str(bool(refer[i])).lower()] if sets else []
             for rank, (c, q) in enumerate(row, start=1):
-                writer.writerow([p, rank, c, f"{q:.6f}"])
+                writer.writerow([p, rank, c, f"{q:.6f}", *tail])
         return buffer.getvalue().rstrip("\n")
     width = max([len("image"), *(len(p) for p in paths)])
     k = len(top[0]) if top else 0
@@ -728,15 +731,18 @@ def _format_predictions(paths, top, fmt: str) -> str:
     cell = label_width + 7
     header = f"{'image':<{width}}  " + "  ".join(f"{'top ' + str(i + 1):<{cell}}"
                                                   for i in range(k))
-    lines = [header.rstrip()]
-    for p, row in zip(paths, top):
+    lines = [header + ("  prediction set" if sets else "")]
+    for i, (p, row) in enumerate(zip(paths, top)):
         cells = "  ".join(f"{c[:label_width]:<{label_width}} {100 * q:5.1f}%" for c, q in row)
+        if sets:
+            cells += "  {" + ", ".join(sets[i]) + "}" + ("  uncertain: refer" if refer[i] else "")
         lines.append(f"{p:<{width}}  {cells}".rstrip())
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def cmd_predict(args) -> int:
     from ._progress import predict_proba_batched
+    from ._sets import sets_and_referrals
 
     clf = _load_model(args.model)
     paths = _image_paths(args.images)
@@ -749,7 +755,8 @@ def cmd_predict(args) -> int:
     except _data_errors() as exc:
         raise CLIError(one_line(exc), EXIT_DATA) from exc
     top = _top_k(proba, clf.classes_, args.top_k)
-    text = _format_predictions(paths, top, args.format)
+    sets, refer = sets_and_referrals(clf, proba, args)
+    text = _format_predictions(paths, top, args.format, sets, refer)
     if args.output:
         _write_text(args.output, text + "\n", "-o/--output")
         _say(args, f"predictions for {len(paths)} images written to {args.output}")
@@ -1129,6 +1136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    from ._sets import add_coverage_options
+
+    add_coverage_options(p, unit_interval=_unit_interval, positive_int=_positive_int)
 
     p = add("explain", "Grad-CAM heatmap overlay for one image",
             "Write a Grad-CAM overlay showing which regions of IMAGE supported the predicted "

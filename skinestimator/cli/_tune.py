@@ -78,6 +78,10 @@ def add_tune_parser(add) -> None:
     p.add_argument("--heartbeat", type=positive_int, default=60, metavar="S",
                    help="a database records each running trial's heartbeat every S seconds; "
                         "a trial silent for 2 S is failed and re-queued")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="torch threads of this worker; with several workers on one machine, "
+                        "give each its share of the cores (oversubscribed cores train about "
+                        "10x slower; see docs/tuning_many_machines.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed of each fit")
     p.add_argument("--device", type=device, default="auto",
                    help="auto, cpu, cuda, cuda:N, mps or another torch device")
@@ -205,6 +209,10 @@ def cmd_tune(args) -> int:
 
     from ._main import _check_output, _data_errors, _say
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     paths, labels, groups, grouped_by = _data(args)
     estimator = _classifier(args)
     space = _space(args.space, estimator) if args.space else None

@@ -386,6 +386,11 @@ def _model_card(clf, *, metrics, training_data, notes) -> dict[str, Any]:
     }
     if hasattr(clf, "n_features_in_"):
         card["n_features_in"] = int(clf.n_features_in_)
+    scores = getattr(clf, "conformal_scores_", None)
+    card["uncertainty"] = {
+        "temperature": float(getattr(clf, "temperature_", 1.0)),
+        "conformal_scores": None if scores is None else scores.to_dict(),
+    }
     return card
 
 
@@ -704,6 +709,7 @@ def load_model(path: str | os.PathLike):
             state_dict=state,
             history=card.get("history") or [],
             n_features_in=card.get("n_features_in"),
+            **_uncertainty_of(card, len(classes), path),
         )
     except ModelFileError:
         raise
@@ -930,6 +936,32 @@ def _check_card(card: Any, path: Path) -> None:
     for field in ("n_features_in", "n_parameters"):
         if card.get(field) is not None and not is_int(card[field], 0):
             raise bad(f"'{field}'", "a non-negative integer", card[field])
+
+
+def _uncertainty_of(card: dict, n_classes: int, path: Path) -> dict[str, Any]:
+    """``temperature`` and ``conformal_scores`` for ``_restore`` (files of earlier versions
+    have neither: temperature 1, no scores)."""
+    from ..uncertainty import ConformalScores
+
+    data = card.get("uncertainty") or {}
+    temperature = data.get("temperature", 1.0)
+    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise ModelFileError(f"{path}: the model card's 'uncertainty.temperature' must be a "
+                             f"positive number, got {temperature!r}")
+    scores = data.get("conformal_scores")
+    if scores is not None:
+        try:
+            scores = ConformalScores.from_dict(scores)
+            valid = (scores.n_classes == n_classes and scores.scores.ndim == 1
+                     and len(scores.scores) == len(scores.labels)
+                     and ((scores.labels >= 0) & (scores.labels < n_classes)).all())
+        except (KeyError, TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise ModelFileError(f"{path}: the model card's 'uncertainty.conformal_scores' are "
+                                 "malformed (scores and labels of the classes)")
+    return {"temperature": float(temperature), "conformal_scores": scores}
 
 
 def _read_verified(path: Path, *, with_tensors: bool = True

@@ -17,7 +17,7 @@ from ._model_file import _check_is_classifier
 __all__ = ["export_onnx"]
 
 
-def _probability_model(module, tta: bool = False):
+def _probability_model(module, tta: bool = False, temperature: float = 1.0):
     """Wrap the network so the ONNX graph takes raw pixels and returns probabilities.
 
     Putting the layout change, the scaling and the softmax inside the graph means a mobile app
@@ -34,10 +34,12 @@ def _probability_model(module, tta: bool = False):
         def forward(self, image):  # image: uint8 (N, H, W, 3)
             x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
             if not tta:
-                return torch.softmax(self.net(x), dim=1)
-            # The classifier's test-time augmentation: mean probability over the four flips.
+                return torch.softmax(self.net(x) / temperature, dim=1)
+            # The classifier's test-time augmentation: mean probability over the four flips,
+            # then its temperature (on the log of the mean, as the classifier does).
             views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
-            return torch.stack([torch.softmax(self.net(v), dim=1) for v in views]).mean(0)
+            mean = torch.stack([torch.softmax(self.net(v), dim=1) for v in views]).mean(0)
+            return torch.softmax(mean.clamp_min(1e-12).log() / temperature, dim=1)
 
     return _Probabilities(module).eval()
 
@@ -127,7 +129,8 @@ def export_onnx(clf: Any, path: str | os.PathLike, *, opset_version: int | None 
     height, width = (int(v) for v in clf.image_size_)
     was_training = module.training
     module.eval()
-    wrapper = _probability_model(module, tta=bool(getattr(clf, "tta", False)))
+    wrapper = _probability_model(module, tta=bool(getattr(clf, "tta", False)),
+                                 temperature=float(getattr(clf, "temperature_", 1.0)))
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1)
     try:

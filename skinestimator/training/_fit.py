@@ -23,6 +23,7 @@ from .._warnings import warn_user
 from ..data import ImageCache, ImageDataset, worker_errors_unwrapped
 from ..images import resize_batch
 from ._build import build_net, network
+from ._calibrate import calibrate
 from ._checkpoint import TrainingCheckpoint, fingerprint
 from ._continue import continue_training, record_architecture
 from ._distributed import Distributed, check_batch_size, join_process_group, rank_device
@@ -35,7 +36,7 @@ __all__ = ["FITTED_ATTRIBUTES", "fit_or_restore", "image_size_param"]
 # Everything fit sets; restored when a fit fails (see fit_or_restore).
 FITTED_ATTRIBUTES = ("classes_", "image_size_", "device_", "net_", "history_",
                      "n_features_in_", "feature_names_in_", "_class_weight_seen",
-                     "_architecture")
+                     "_architecture", "temperature_", "conformal_scores_")
 
 
 def image_size_param(estimator) -> tuple[int, int] | None:
@@ -267,6 +268,7 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(torch_seed)
             if continuing:
+                estimator.net_.temperature = 1.0  # the validation epochs score the raw logits
                 continue_training(estimator, train_data, valid_data, offset, epochs)
             else:
                 checkpoint = None
@@ -276,6 +278,8 @@ def _train(estimator, X, y, *, sample_weight, epochs, classes, validation, group
                 _new_net(estimator, device, train_data, valid_data, from_paths, offset,
                          epochs, seed=torch_seed, checkpoint=checkpoint,
                          distributed=distributed)
+            check_weights_finite(estimator)
+            calibrate(estimator, valid_data)
     finally:
         caches.close()
     _finish(estimator)

@@ -52,6 +52,9 @@ class LesionNeuralNet(NeuralNetClassifier):
         The network's forward pass runs under ``torch.autocast`` in bfloat16 or float16
         (weights, gradients, optimizer and loss stay float32); float16 scales the loss with a
         ``GradScaler`` so that small gradients do not underflow.
+    temperature : float, default=1.0
+        Predictions (not training) divide the logits by it: the temperature calibration
+        ``fit`` measures on the validation split.
     world_size, rank : int, default=1, 0
         Data-parallel training (under ``torchrun``): this net is process ``rank`` of
         ``world_size``. Each reads its shard of every epoch's order, ``batch_size //
@@ -62,8 +65,9 @@ class LesionNeuralNet(NeuralNetClassifier):
 
     def __init__(self, *args, tta: bool = False, augmentation=None, logit_offset=None,
                  shuffle_seed: int | None = None, precision: str = "32", world_size: int = 1,
-                 rank: int = 0, **kwargs):
+                 rank: int = 0, temperature: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.temperature = temperature
         self.world_size = world_size
         self.rank = rank
         self.precision = precision
@@ -161,13 +165,17 @@ class LesionNeuralNet(NeuralNetClassifier):
             if self.augmentation is not None:
                 x = self.augmentation(x)
             return self._forward(x, self._training_module())
+        # A temperature divides the logits (or, with flips, the log of the averaged
+        # probabilities: softmax ignores the constant per row, so the two agree without flips).
+        temperature = float(getattr(self, "temperature", 1.0))
         if not self.tta:
-            return self._forward(x)
+            logits = self._forward(x)
+            return logits if temperature == 1.0 else logits / temperature
         # Average the probabilities over the four flips; returning their log keeps the
         # softmax that predict_proba applies exact.
         views = (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))
         probabilities = torch.stack([self._forward(v).softmax(dim=1) for v in views]).mean(0)
-        return probabilities.clamp_min(1e-12).log()
+        return probabilities.clamp_min(1e-12).log() / temperature
 
     def train_step_single(self, batch, **fit_params):
         if getattr(self, "scaler_", None) is None:

@@ -72,6 +72,7 @@ class Analysis:
             "filename": self.filename,
             "predictions": [{"label": c, "probability": p} for c, p in self.predictions],
             "explained_class": self.explained_class,
+            **self.extra,
             "overlay_png_base64": base64.b64encode(self.overlay_png).decode("ascii"),
             "notice": NOTICE,
         }
@@ -104,9 +105,11 @@ def _png(array: np.ndarray, size: int | None = None) -> bytes:
 class _Analyser:
     """Runs the classifier and Grad-CAM on one upload; one at a time (the model is shared)."""
 
-    def __init__(self, clf, top_k: int, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(self, clf, top_k: int, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 coverage: float | None = 0.9, referral=None):
         self.clf = clf
         self.top_k = max(1, min(int(top_k), len(clf.classes_)))
+        self.sets = _SetMaker(clf, coverage, referral)
         self.max_image_pixels = max_image_pixels
         self._lock = threading.Lock()
 
@@ -193,7 +196,35 @@ class _Analyser:
             input_png=_png(image, _DISPLAY_SIZE),
             overlay_png=_png(overlay),
             explained_class=str(classes[top]),
+            extra=self.sets(proba),
         )
+
+
+class _SetMaker:
+    """The conformal prediction set and the referral flag of one image's probabilities (an
+    empty dict when the model has no calibration scores or the page shows no sets)."""
+
+    def __init__(self, clf, coverage, referral):
+        from skinestimator.uncertainty import Referral, conformal_thresholds
+
+        self.classes = clf.classes_
+        self.coverage = coverage
+        self.referral = referral or Referral()
+        scores = getattr(clf, "conformal_scores_", None)
+        self.thresholds = None
+        if coverage is not None and scores is not None:
+            self.thresholds = conformal_thresholds(scores, coverage, class_names=self.classes)
+
+    def __call__(self, proba) -> dict[str, Any]:
+        from skinestimator.uncertainty import prediction_sets, refer
+
+        if self.thresholds is None:
+            return {}
+        members = prediction_sets(proba[None, :], self.thresholds)
+        flag = bool(refer(proba[None, :], members, self.referral)[0])
+        order = [k for k in np.argsort(-proba, kind="stable") if members[0, k]]
+        return {"prediction_set": [str(self.classes[k]) for k in order],
+                "coverage": float(self.coverage), "refer": flag}
 
 
 def _megapixels(pixels: int) -> str:
@@ -263,6 +294,8 @@ h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
 .sub { color: #556; margin: 0 0 1rem; }
 .notice { background: #fff4d6; border: 2px solid #e0a800; border-radius: .5rem;
           padding: .75rem 1rem; margin: 0 0 1rem; font-weight: 600; }
+.refer { background: #fff4e5; border: 2px solid #b45309; border-radius: .5rem;
+  padding: .6rem 1rem; margin: 1rem 0; }
 .error { background: #fde8e8; border: 2px solid #c81e1e; border-radius: .5rem;
          padding: .75rem 1rem; margin: 1rem 0; color: #8a1111; }
 .dropzone { display: block; border: 3px dashed #8894a8; border-radius: .75rem; padding: 2rem;
@@ -318,6 +351,22 @@ _JS = """
 """
 
 
+def _set_paragraphs(extra: dict[str, Any]) -> list[str]:
+    if "prediction_set" not in extra:
+        return []
+    e = html.escape
+    members = ", ".join(e(label) for label in extra["prediction_set"])
+    parts = [f"<p class='prediction-set' id='prediction-set'>With {100 * extra['coverage']:.0f} % "
+             f"coverage the condition is one of: <strong>{members}</strong> (a conformal "
+             "prediction set: it holds the true condition for at least that share of images "
+             "like the model's calibration images).</p>"]
+    if extra["refer"]:
+        parts.append("<div class='refer' id='referral' role='alert'><strong>Uncertain: "
+                     "refer.</strong> The model cannot narrow this image down to one condition "
+                     "with confidence; a dermatologist should examine the lesion.</div>")
+    return parts
+
+
 def _page(summary: dict[str, Any], *, max_upload_bytes: int,
           max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, analysis: Analysis | None = None,
           error: str | None = None) -> str:
@@ -356,6 +405,7 @@ def _page(summary: dict[str, Any], *, max_upload_bytes: int,
                 "</meter></td></tr>"
             )
         parts.append("</tbody></table>")
+        parts.extend(_set_paragraphs(analysis.extra))
         parts.append(
             "<p class='sub'>Probabilities say how the model ranks the conditions it was "
             "trained on; a condition it never saw cannot appear.</p></div>"
@@ -397,6 +447,8 @@ def create_app(
     top_k: int = 3,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    coverage: float | None = 0.9,
+    referral=None,
 ):
     """Build the Starlette app of the upload page for a fitted classifier.
 
@@ -418,6 +470,12 @@ def create_app(
         saying so, judged from the file's header before any pixel is decoded: a small file can
         declare a huge image (a decompression bomb). Pillow's own limit
         (2 × ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels) still applies above it.
+    coverage : float in (0, 1) or None, default=0.9
+        The page (and ``/api/predict``) shows each image's conformal prediction set at this
+        coverage, when the model holds calibration scores; None shows none.
+    referral : skinestimator.uncertainty.Referral or None, default=None
+        When an image is flagged "uncertain: refer" (None: ``Referral()``, more than one
+        condition in the set or a top probability under 0.5).
 
     Returns
     -------
@@ -452,7 +510,11 @@ def create_app(
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     max_upload_bytes = int(max_upload_bytes)
-    analyse = _Analyser(clf, top_k, int(max_image_pixels))
+    if coverage is not None:
+        from skinestimator.uncertainty._conformal import check_coverage
+
+        check_coverage(coverage)
+    analyse = _Analyser(clf, top_k, int(max_image_pixels), coverage, referral)
     summary = _model_summary(clf)
     headers = {
         "X-Content-Type-Options": "nosniff",
