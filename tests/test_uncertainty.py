@@ -205,3 +205,33 @@ def test_the_web_page_shows_the_prediction_set(calibrated_model, held_out, tmp_p
     with open(path, "rb") as image:
         page = client.post("/", files={"image": ("lesion.png", image, "image/png")}).text
     assert "id='prediction-set'" in page and "95 % coverage" in page
+
+
+def test_cross_validated_report_shows_calibration_and_prediction_sets():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from skinestimator.reports import cross_validated_report
+
+    X, y = make_synthetic_lesions(n_samples=240, image_size=(32, 32), random_state=2)
+    site = pd.DataFrame({"site": np.where(np.arange(240) % 3 == 0, "clinic A", "clinic B")})
+    clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=3, batch_size=16,
+                               random_state=0, validation_fraction=0.3, num_workers=0)
+    report = cross_validated_report(clf, X, y, cv=3, subgroups=site, coverage=0.9)
+    summary = report.uncertainty
+    assert summary is not None
+    assert np.isfinite(summary.calibration[["ece_before", "ece_after"]].to_numpy()).all()
+    assert summary.sets.loc["marginal", "coverage"] >= 0.8
+    assert list(summary.per_class.index) == list(report.classes)
+    assert summary.per_class["n_samples"].sum() == 240
+    assert list(summary.per_subgroup["site"].index) == ["clinic A", "clinic B"]
+    assert set(summary.subgroup_gaps.index.get_level_values("sets")) == {"marginal",
+                                                                         "by_class"}
+    html = report.to_html()
+    assert "Prediction sets at coverage 0.9" in html
+    assert "Prediction sets: coverage against size" in html
+    display = summary.plot()
+    assert len(display.ax_.get_lines()) >= 2
+    assert cross_validated_report(clf, X, y, cv=3, coverage=None).uncertainty is None

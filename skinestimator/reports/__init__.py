@@ -1,5 +1,6 @@
 """Cross-validated evaluation reports and scikit-learn-style plot displays."""
 
+from ._coverage import CoverageDisplay, UncertaintySummary
 from ._metrics import (
     classification_metrics,
     expected_calibration_error,
@@ -10,6 +11,7 @@ from ._plot import OneVsRestRocDisplay, ReliabilityDisplay, TrainingCurvesDispla
 from ._report import CrossValidationReport, cross_validated_report
 
 __all__ = [
+    "CoverageDisplay",
     "CrossValidationReport",
     "OneVsRestRocDisplay",
     "ReliabilityDisplay",
@@ -18,5 +20,6 @@ __all__ = [
     "cross_validated_report",
     "expected_calibration_error",
     "per_class_metrics",
+    "UncertaintySummary",
     "reliability_curve",
 ]

@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .._warnings import warn_user
 from ..model_selection._split import check_group_cv, check_groups_disjoint, fit_grouped
+from ._coverage import UncertaintySummary, fold_uncertainty
 from ._metrics import (
     NOT_SUMMING_TO_ONE,
     SUM_RTOL,
@@ -114,7 +115,9 @@ def _fit_predict(estimator, X, y, groups, train, test, classes):
     aligned[:, np.searchsorted(classes, fitted_classes)] = proba
     missing = classes[~np.isin(classes, fitted_classes)]
     history = getattr(_final_step(estimator), "history_", None)
-    return aligned, fit_time, (list(history) if history is not None else None), missing
+    uncertainty = fold_uncertainty(_final_step(estimator), fitted_classes, classes)
+    return (aligned, fit_time, (list(history) if history is not None else None), missing,
+            uncertainty)
 
 
 def _check_out_of_fold_proba(y_proba, test_fold, estimator_name: str) -> tuple[np.ndarray, list]:
@@ -332,6 +335,11 @@ class CrossValidationReport:
         On a tie the best is the first tied subgroup in ``subgroup_metrics``
         order and the worst the last, so they always differ: a gap of 0 means
         every eligible subgroup scored the same.
+    uncertainty : UncertaintySummary or None
+        Calibration (ECE before and after the folds' temperatures) and conformal prediction
+        sets (coverage and size, per class and subgroup); None when the estimator keeps no
+        calibration scores or ``coverage=None``. ``uncertainty.plot()`` draws coverage
+        against set size.
     histories : list
         The net's per-epoch history of each fold (``None`` entries for
         estimators without ``history_``).
@@ -362,6 +370,8 @@ class CrossValidationReport:
         n_bins,
         min_subgroup_size,
         notes=(),
+        fold_uncertainty=None,
+        coverage=None,
     ):
         self.estimator_name = estimator_name
         self.notes = list(notes)
@@ -456,6 +466,13 @@ class CrossValidationReport:
         self.subgroup_gaps = pd.DataFrame(gap_rows, columns=columns).set_index(
             ["subgroup", "metric"]
         )
+        self.uncertainty = None
+        if coverage is not None and fold_uncertainty and all(fold_uncertainty):
+            self.uncertainty = UncertaintySummary(
+                y_true=y_true, y_proba=y_proba, classes=classes, folds=folds,
+                fold_data=fold_uncertainty, coverage=coverage, n_bins=n_bins,
+                subgroups=subgroups, min_subgroup_size=min_subgroup_size)
+            self.notes += self.uncertainty.notes
 
     @contextlib.contextmanager
     def _warned_once(self):
@@ -565,6 +582,9 @@ class CrossValidationReport:
             ]
         if any(self.histories):
             plots.append(("Training curves", _figure_png(self.plot_training_curves, (8.0, 6.0))))
+        if self.uncertainty is not None:
+            plots.append(("Prediction sets: coverage against size",
+                          _figure_png(self.uncertainty.plot, (6.0, 5.0))))
         return plots
 
     # ------------------------------------------------------------- rendering
@@ -592,6 +612,8 @@ class CrossValidationReport:
                 "samples; lower ECE is better)",
                 self.subgroup_gaps.reset_index().set_index("subgroup"),
             )
+        if self.uncertainty is not None:
+            yield from self.uncertainty.sections()
 
     def to_text(self) -> str:
         """Plain-text rendering.
@@ -691,6 +713,7 @@ def cross_validated_report(
     n_bins: int = 10,
     min_subgroup_size: int = 20,
     n_jobs: int | None = None,
+    coverage: float | None = 0.9,
 ) -> CrossValidationReport:
     """Evaluate a classifier by cross-validation and collect a full report.
 
@@ -738,6 +761,13 @@ def cross_validated_report(
         gap, whose extremes would otherwise be noise.
     n_jobs : int, default=None
         Folds fitted in parallel (joblib).
+    coverage : float in (0, 1) or None, default=0.9
+        With a classifier that keeps calibration scores (a ``SkinLesionClassifier`` with a
+        validation split), the report adds ``uncertainty``: the ECE before and after each
+        fold's temperature, and the empirical coverage and mean size of each fold's conformal
+        prediction sets at this coverage (marginal and per class) on its test part, per class
+        and per subgroup with the worst-group gap, and the coverage-against-size plot. None
+        leaves it out.
 
     Returns
     -------
@@ -810,7 +840,8 @@ def cross_validated_report(
     y_proba = np.zeros((len(y), len(classes)))
     test_fold = np.empty(len(y), dtype=int)
     notes = []
-    for k, ((_, test), (proba, _, _, missing)) in enumerate(zip(folds, results, strict=True)):
+    for k, ((_, test), (proba, _, _, missing, _)) in enumerate(zip(folds, results,
+                                                                     strict=True)):
         y_proba[test] = proba
         test_fold[test] = k
         if missing.size:
@@ -841,8 +872,10 @@ def cross_validated_report(
         y_true=y,
         y_proba=y_proba,
         folds=folds,
-        fit_times=[fit_time for _, fit_time, _, _ in results],
-        histories=[history for _, _, history, _ in results],
+        fit_times=[result[1] for result in results],
+        histories=[result[2] for result in results],
+        fold_uncertainty=[result[4] for result in results],
+        coverage=coverage,
         subgroups=subgroup_frame,
         top_k=top_k,
         n_bins=n_bins,
