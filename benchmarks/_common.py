@@ -15,6 +15,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SKINESTIMATOR_DATA", REPO.parent / "shared" / "data"))
 DOCS = REPO / "docs" / "benchmarks.md"
+NOTES = REPO / "docs" / "recipe_notes.md"
 
 
 def machine_summary() -> str:
@@ -54,22 +55,34 @@ def _section_markers(name: str) -> tuple[str, str, re.Pattern]:
     return start, end, re.compile(re.escape(start) + r"(.*?)" + re.escape(end), re.S)
 
 
+def _document_of(name: str) -> Path:
+    """The page holding section ``name``: docs/recipe_notes.md for the recipe history moved
+    there, docs/benchmarks.md for the rest and for new sections."""
+    pattern = _section_markers(name)[2]
+    if NOTES.exists() and pattern.search(NOTES.read_text()):
+        return NOTES
+    return DOCS
+
+
 def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of docs/benchmarks.md between markers."""
+    """Replace (or append) the section ``name`` of docs/benchmarks.md (or of
+    docs/recipe_notes.md, where it is there) between markers."""
     start, end, pattern = _section_markers(name)
     block = f"{start}\n{body.rstrip()}\n{end}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    page = _document_of(name)
+    text = page.read_text() if page.exists() else "# Benchmarks\n"
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
         text.rstrip() + "\n\n" + block + "\n")
-    DOCS.write_text(text)
-    print(f"\nwrote section '{name}' of {DOCS.relative_to(REPO)}")
+    page.write_text(text)
+    print(f"\nwrote section '{name}' of {page.relative_to(REPO)}")
 
 
 def section_text(name: str) -> str:
     """The body of section ``name`` of docs/benchmarks.md ("" when there is none)."""
-    if not DOCS.exists():
+    page = _document_of(name)
+    if not page.exists():
         return ""
-    match = _section_markers(name)[2].search(DOCS.read_text())
+    match = _section_markers(name)[2].search(page.read_text())
     return match.group(1) if match else ""
 
 

@@ -2,11 +2,11 @@
 scaling, and the empirical coverage and mean size of prediction sets at 0.90 and 0.95, overall
 and per class (class-conditional sets), on images of lesions the model never saw.
 
-HAM10000: EfficientNet-Lite0 (the default model, fewer epochs than its default 15 to fit a CPU
-run) on 3,000 images, its own lesion-grouped validation split (early stopping, temperature,
-calibration scores); a separate calibration split of 1,500 images of other lesions; scored on
-2,000 images of yet other lesions. DermaMNIST: the official split, the same model at 112 px,
-validated on the official val split; the test split halved into calibration and scoring
+HAM10000: EfficientNet-Lite0 (the default model, fewer epochs than its default 15 to fit a
+CPU run) on the images of 3,000 lesions, with its own lesion-grouped validation split (early
+stopping, temperature, calibration scores); a separate calibration split of 1,500 other
+lesions; scored on 2,000 yet other lesions. DermaMNIST: the official split, the same model
+at 112 px, validated on the official val split; the test split halved into calibration and scoring
 halves. Each set is reported with the calibration scores of ``fit``'s validation split (what a
 user gets without more work) and of the separate split (``fit_conformal``). Usage::
 
@@ -33,7 +33,7 @@ COVERAGES = (0.90, 0.95)
 
 
 def _split(groups, sizes, seed=0):
-    """Three lesion-disjoint index sets of the given sizes."""
+    """Three lesion-disjoint index sets of the given numbers of lesions."""
     rest = np.arange(len(groups))
     parts = []
     for size in sizes:
@@ -91,7 +91,8 @@ def ham10000(quick):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         clf.fit(paths[train], labels[train], groups=groups[train])
-    name = f"HAM10000 ({sizes[0]} train, {sizes[1]} calibration, {sizes[2]} test)"
+    name = (f"HAM10000 ({len(train)} train, {len(cal)} calibration, {len(test)} test images; "
+            f"{sizes[0]}, {sizes[1]} and {sizes[2]} lesions)")
     return (calibration_row(name, clf, paths[test], labels[test]),
             coverage_rows(name, clf, paths[cal], labels[cal], paths[test], labels[test]))
 

@@ -1,4 +1,8 @@
-"""Optuna search with per-epoch pruning and a persistent SQLite study that is resumed.
+"""
+Optuna search with pruning and a resumed study
+==============================================
+
+Optuna search with per-epoch pruning and a persistent SQLite study that is resumed.
 
 ``OptunaLesionSearchCV`` samples the classifier's hyperparameters (learning rate, weight decay,
 batch size, augmentation strength, image size; with a pretrained backbone also how much of it
@@ -35,7 +39,7 @@ from skinestimator.model_selection import OptunaLesionSearchCV, default_search_s
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Optuna search with pruning and a resumed study.")
     parser.add_argument(
         "--storage",
         default=None,
@@ -117,6 +121,17 @@ def run(storage, n_trials):
     print(f"Best trial {second.best_trial_.number}: CV balanced accuracy {second.best_score_:.3f}")
     print(f"Best parameters: {second.best_params_}")
     print(f"Held-out balanced accuracy of the refit best model: {second.score(X_test, y_test):.3f}")
+
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(6, 3.5))
+    for state, rows in results.groupby("state"):
+        ax.scatter(rows["number"], rows["mean_test_score"].fillna(0), label=state)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("CV balanced accuracy (pruned: 0)")
+    ax.set_title("Optuna study, resumed by a second search")
+    ax.legend()
+    plt.tight_layout()
 
 
 if __name__ == "__main__":

@@ -42,8 +42,6 @@ class SkinLesionClassifier(PredictionSetMixin, ClassifierMixin, BaseEstimator):
     after their first decoding), image arrays, or flattened images, and works with every
     scikit-learn tool: ``Pipeline``, ``cross_val_score``, ``GridSearchCV``, ``clone``, pickling.
 
-    Parameters
-    ----------
     {parameters}
     Attributes
     ----------
