@@ -3,7 +3,7 @@ Calibrated probabilities and conformal prediction sets
 ======================================================
 
 ``SkinLesionClassifier`` calibrates its probabilities with a temperature fitted on its
-validation split (``calibration="temperature"``, the default) and gives conformal prediction
+validation split (``calibration="temperature"``) and gives conformal prediction
 sets (``predict_set``) that hold the true condition with at least the probability asked, on
 images like its calibration images. This example trains a small CNN on synthetic lesions and
 checks both on held-out images: the reliability diagram before and after the temperature, and
@@ -24,7 +24,8 @@ X, y = make_synthetic_lesions(n_samples=420, image_size=(32, 32), n_classes=6, r
 X_test, y_test = make_synthetic_lesions(n_samples=800, image_size=(32, 32), n_classes=6,
                                         random_state=1)
 clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=2, batch_size=16, random_state=0,
-                           validation_fraction=0.4, num_workers=0).fit(X, y)
+                           validation_fraction=0.4, num_workers=0, calibration="temperature")
+clf.fit(X, y)
 print(f"temperature fitted on {len(clf.conformal_scores_.scores)} validation images: "
       f"{clf.temperature_:.2f}")
 

@@ -106,7 +106,7 @@ class SkinLesionClassifier(PredictionSetMixin, ClassifierMixin, BaseEstimator):
         verbose: int = 0,
         precision: str = "32",
         checkpoint_dir=None,
-        calibration: str | None = "temperature",
+        calibration: str | None = None,
         callbacks: Sequence | None = None,
     ):
         self.backbone = backbone

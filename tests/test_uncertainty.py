@@ -92,7 +92,8 @@ def test_referral_rule_and_its_parameters():
 def calibrated_model():
     X, y = make_synthetic_lesions(n_samples=300, image_size=(32, 32), random_state=0)
     clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=4, batch_size=16,
-                               random_state=0, validation_fraction=0.3, num_workers=0)
+                               random_state=0, validation_fraction=0.3, num_workers=0,
+                               calibration="temperature")
     return clf.fit(X, y)
 
 
@@ -218,7 +219,8 @@ def test_cross_validated_report_shows_calibration_and_prediction_sets():
     X, y = make_synthetic_lesions(n_samples=240, image_size=(32, 32), random_state=2)
     site = pd.DataFrame({"site": np.where(np.arange(240) % 3 == 0, "clinic A", "clinic B")})
     clf = SkinLesionClassifier(backbone="seed_cnn", max_epochs=3, batch_size=16,
-                               random_state=0, validation_fraction=0.3, num_workers=0)
+                               random_state=0, validation_fraction=0.3, num_workers=0,
+                               calibration="temperature")
     report = cross_validated_report(clf, X, y, cv=3, subgroups=site, coverage=0.9)
     summary = report.uncertainty
     assert summary is not None
