@@ -200,3 +200,36 @@ def test_sigterm_handler_only_while_caches_are_open(tmp_path):
     thread.join()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     caches[0].close()
+
+
+_AFTER_A_BAD_FILE = """
+import sys
+from skinestimator import SkinLesionClassifier, ImageReadError, load_image_folder
+paths, labels = load_image_folder(sys.argv[1])
+clf = SkinLesionClassifier(backbone="seed_cnn", image_size=(32, 32), max_epochs=1,
+                           random_state=0, num_workers=2, predict_batch_size=8).fit(paths, labels)
+try:
+    clf.predict_proba(list(paths[:30]) + [sys.argv[2]] + list(paths[30:]))
+except ImageReadError as error:
+    print("refused:", error)
+for _ in range(3):
+    clf.predict_proba(paths[:24])
+print("done")
+"""
+
+
+def test_predictions_after_an_unreadable_file_leave_no_worker_behind(lesion_folder, tmp_path):
+    import subprocess
+    import sys
+
+    root, _, _ = lesion_folder
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    result = subprocess.run([sys.executable, "-c", _AFTER_A_BAD_FILE, str(root), str(bad)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"refused: cannot read image '{bad}'" in result.stdout
+    assert result.stdout.strip().endswith("done")
+    # The failed prediction's DataLoader workers were shut down with it, in this process.
+    assert "can only test a child process" not in result.stderr
+    assert "Exception ignored" not in result.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from skinestimator import SkinLesionClassifier
+from skinestimator import SkinLesionClassifier, make_synthetic_lesions
 from skinestimator.training._net import EpochSampler
 
 FAST = dict(backbone="seed_cnn", max_epochs=6, batch_size=16, augment=False,
@@ -83,3 +83,18 @@ def test_a_loaded_model_continues_its_history(lesions_train, tmp_path):
     loaded = load_model(tmp_path / "m.skin").set_params(warm_start=True)
     loaded.fit(X, y)
     assert [row["epoch"] for row in loaded.history_] == [1, 2, 3, 4]
+
+
+def test_labels_of_mixed_types_are_refused_by_name():
+    X, _ = make_synthetic_lesions(n_samples=20, image_size=(16, 16), random_state=0)
+    y = np.array(["nevus", 1] * 10, dtype=object)
+    with pytest.raises(ValueError, match=r"y mixes string labels with int labels \(y\[0\] is "
+                                         r"'nevus', y\[1\] is 1\)"):
+        SkinLesionClassifier(backbone="seed_cnn", max_epochs=1).fit(X, y)
+
+
+def test_a_list_of_images_of_different_sizes_names_the_sizes():
+    images = [np.zeros((10, 10, 3)), np.zeros((12, 14, 3)), np.zeros((10, 10, 3))]
+    with pytest.raises(ValueError, match=r"different sizes: \(10, 10, 3\) \(X\[0\]\), "
+                                         r"\(12, 14, 3\) \(X\[1\]\); resize them"):
+        SkinLesionClassifier(backbone="seed_cnn", max_epochs=1).fit(images, ["a", "b", "a"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,7 +29,15 @@ def worker_errors_unwrapped() -> Iterator[None]:
     except ImageReadError as exc:
         if "Original Traceback" not in str(exc):
             raise
-        raise ImageReadError(worker_original_message(str(exc))) from None
+        # The traceback holds the DataLoader's iterator and so its worker processes: clearing
+        # its frames lets the iterator shut them down now, in this process. Left to the
+        # garbage collector, it could be finalized in a worker forked by a later prediction,
+        # which then prints "AssertionError: can only test a child process" at every call.
+        traceback.clear_frames(exc.__traceback__)
+        error = ImageReadError(worker_original_message(str(exc)))
+    else:
+        return
+    raise error from None
 
 
 def worker_original_message(text: str) -> str:

@@ -88,6 +88,21 @@ def fit_or_restore(estimator, X, y, **options):
         raise
 
 
+def _check_one_label_type(y: np.ndarray) -> None:
+    """Labels of mixed types cannot be sorted into ``classes_`` (numpy would raise a bare
+    "'<' not supported between instances of 'int' and 'str'")."""
+    if y.dtype != object:
+        return
+    strings = [i for i, label in enumerate(y) if isinstance(label, str)]
+    others = [i for i, label in enumerate(y) if not isinstance(label, str)]
+    if strings and others:
+        i, j = strings[0], others[0]
+        raise ValueError(
+            f"y mixes string labels with {type(y[j]).__name__} labels (y[{i}] is {y[i]!r}, "
+            f"y[{j}] is {y[j]!r}); use one type for all labels, e.g. y.astype(str)"
+        )
+
+
 def _encoded_targets(estimator, y, n_images: int, *, continuing: bool, classes) -> np.ndarray:
     """``y`` as class indices; a fresh fit sets ``classes_``."""
     if y is None:
@@ -97,6 +112,7 @@ def _encoded_targets(estimator, y, n_images: int, *, continuing: bool, classes) 
     y = column_or_1d(y, warn=True)
     if len(y) != n_images:
         raise ValueError(f"X has {n_images} samples but y has {len(y)}")
+    _check_one_label_type(y)
     check_classification_targets(y)
     if n_images < 2:
         raise ValueError(f"need at least 2 samples to train (batch norm), got {n_images} sample")

@@ -82,6 +82,24 @@ def forget_table_input(estimator) -> None:
             delattr(estimator, name)
 
 
+def _stacked(images) -> np.ndarray:
+    """A list of images as one array; images of different sizes are refused by name (numpy
+    would say "inhomogeneous shape")."""
+    try:
+        return np.asarray(images)
+    except ValueError:
+        shapes = [np.shape(image) for image in images]
+        sizes = sorted({shape for shape in shapes}, key=str)
+        first = {size: shapes.index(size) for size in sizes}
+        listed = ", ".join(f"{size} (X[{index}])" for size, index in list(first.items())[:4])
+        raise ValueError(
+            f"X is a list of images of different sizes: {listed}"
+            + (" and more" if len(sizes) > 4 else "")
+            + "; resize them to one size first (skinestimator.ImageResizer), or pass their "
+            "file paths, which the classifier resizes itself"
+        ) from None
+
+
 def check_images(estimator, X, *, fitting: bool, own: bool = False):
     """Validate ``X`` for ``estimator``; return ``(images, from_paths)``.
 
@@ -108,7 +126,7 @@ def check_images(estimator, X, *, fitting: bool, own: bool = False):
     if not hasattr(X, "dtype") and not hasattr(X, "dtypes"):
         # A list of images becomes one array in its own dtype: check_array would make
         # float32 of uint8 pixels (4x their size) only to have them cast back.
-        X = np.asarray(X)
+        X = _stacked(X)
     integers = _holds_integers(X)
     ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
     if ndim == 2:  # tables (DataFrames included) get scikit-learn's full validation
