@@ -35,11 +35,14 @@ def sets_and_referrals(clf, proba: np.ndarray, args):
         conformal_thresholds,
         prediction_sets,
         refer,
+        set_labels,
     )
+    from skinestimator.uncertainty._conformal import check_coverage
 
-    if not 0 < args.coverage < 1:
-        raise CLIError(f"--coverage must be between 0 and 1 (exclusive), got {args.coverage}",
-                       EXIT_USAGE)
+    try:
+        check_coverage(args.coverage)
+    except ValueError as exc:
+        raise CLIError(f"--{exc}", EXIT_USAGE) from None
     calibration = getattr(clf, "conformal_scores_", None)
     if calibration is None:
         raise CLIError(f"'{args.model}' holds no calibration scores for --coverage (it was "
@@ -53,8 +56,4 @@ def sets_and_referrals(clf, proba: np.ndarray, args):
         print(f"note: {one_line(warning.message)}", flush=True, file=sys.stderr)
     sets = prediction_sets(proba, thresholds)
     flags = refer(proba, sets, Referral(args.max_set_size, args.min_probability))
-    labels = []
-    for row, members in zip(proba, sets, strict=True):
-        order = [k for k in np.argsort(-row) if members[k]]
-        labels.append([str(clf.classes_[k]) for k in order])
-    return labels, flags
+    return set_labels(proba, sets, clf.classes_), flags

@@ -166,6 +166,8 @@ def save_model(
 
     card = _model_card(clf, metrics=metrics, training_data=training_data, notes=notes)
     card_json = json.dumps(card, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    if not is_main_process():
+        return path  # checked as rank 0 checks it; hashing and serializing are rank 0's
     metadata = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
@@ -173,8 +175,6 @@ def save_model(
     }
     metadata["sha256"] = _digest(metadata, state)
     payload = _st_save(state, metadata=metadata)
-    if not is_main_process():
-        return path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp_beside(path)

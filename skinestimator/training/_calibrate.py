@@ -13,7 +13,6 @@ __all__ = ["calibrate", "conformal_scores_of"]
 
 
 def _uncalibrated_proba(net, data) -> np.ndarray:
-    net.temperature = 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return net.predict_proba(data).astype(np.float64)
@@ -31,8 +30,9 @@ def calibrate(estimator, valid_data) -> None:
     proba = _uncalibrated_proba(net, valid_data)
     labels = np.asarray(valid_data.y, dtype=np.int64)
     if estimator.calibration == "temperature":
-        estimator.temperature_ = fit_temperature(np.log(np.clip(proba, 1e-12, None)), labels)
-        proba = apply_temperature(np.log(np.clip(proba, 1e-12, None)), estimator.temperature_)
+        log_proba = np.log(np.clip(proba, 1e-12, None))
+        estimator.temperature_ = fit_temperature(log_proba, labels)
+        proba = apply_temperature(log_proba, estimator.temperature_)
         net.temperature = estimator.temperature_
     estimator.conformal_scores_ = ConformalScores.from_proba(proba, labels)
 

@@ -5,7 +5,7 @@ Plain numpy / scipy on predicted probabilities, so that the classifier (``fit``,
 ``predict_set``), the reports, the command line and the web page share one implementation.
 """
 
-from ._conformal import ConformalScores, conformal_thresholds, prediction_sets
+from ._conformal import ConformalScores, conformal_thresholds, prediction_sets, set_labels
 from ._referral import Referral, refer
 from ._temperature import apply_temperature, fit_temperature
 
@@ -17,4 +17,5 @@ __all__ = [
     "fit_temperature",
     "prediction_sets",
     "refer",
+    "set_labels",
 ]

@@ -18,7 +18,8 @@ import numpy as np
 
 from .._warnings import warn_user
 
-__all__ = ["ConformalScores", "check_coverage", "conformal_thresholds", "prediction_sets"]
+__all__ = ["ConformalScores", "check_coverage", "conformal_thresholds", "prediction_sets",
+           "set_labels"]
 
 
 def check_coverage(coverage) -> float:
@@ -119,3 +120,18 @@ def prediction_sets(proba: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     sets = (1.0 - proba) <= np.asarray(thresholds)[None, :]
     sets[np.arange(len(proba)), proba.argmax(axis=1)] = True
     return sets
+
+
+def set_labels(proba: np.ndarray, sets: np.ndarray, classes) -> list[list[str]]:
+    """Each image's set as its conditions' names, the most probable first (what the command
+    line and the web page show).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinestimator.uncertainty import set_labels
+    >>> set_labels(np.array([[0.2, 0.5, 0.3]]), np.array([[False, True, True]]), ["a", "b", "c"])
+    [['b', 'c']]
+    """
+    return [[str(classes[k]) for k in np.argsort(-row, kind="stable") if members[k]]
+            for row, members in zip(np.asarray(proba), np.asarray(sets), strict=True)]

@@ -216,14 +216,13 @@ class _SetMaker:
             self.thresholds = conformal_thresholds(scores, coverage, class_names=self.classes)
 
     def __call__(self, proba) -> dict[str, Any]:
-        from skinestimator.uncertainty import prediction_sets, refer
+        from skinestimator.uncertainty import prediction_sets, refer, set_labels
 
         if self.thresholds is None:
             return {}
         members = prediction_sets(proba[None, :], self.thresholds)
         flag = bool(refer(proba[None, :], members, self.referral)[0])
-        order = [k for k in np.argsort(-proba, kind="stable") if members[0, k]]
-        return {"prediction_set": [str(self.classes[k]) for k in order],
+        return {"prediction_set": set_labels(proba[None, :], members, self.classes)[0],
                 "coverage": float(self.coverage), "refer": flag}
 
 
